@@ -8,7 +8,8 @@ Three kinds of error, never mixed (see shared/STYLE.md §5)::
     │   ├── CoreBlockLimitError     an edit would push a core block over its limit
     │   └── CoreBlockMatchError     core_memory_replace found no exact match
     ├── UserFacingError         a short reply to the user; the turn ends cleanly
-    │   └── AgentPausedError        the agent is paused by an admin
+    │   ├── AgentPausedError        the agent is paused by an admin
+    │   └── DocumentError           an attached document cannot be read as text
     └── OperatorError           raised, logged once with context, the turn is retried or failed
         ├── ConfigError             a missing or invalid setting at start-up
         ├── StoreError              the store is unreachable or refused an operation
@@ -29,6 +30,7 @@ __all__ = [
     "ContextOverflowError",
     "CoreBlockLimitError",
     "CoreBlockMatchError",
+    "DocumentError",
     "FunctionArgumentError",
     "LLMError",
     "LLMResponseError",
@@ -70,6 +72,10 @@ class UserFacingError(MembotError):
 
 class AgentPausedError(UserFacingError):
     """Raised when a message reaches an agent an admin has paused."""
+
+
+class DocumentError(UserFacingError):
+    """Raised when an attached document is missing, too big, binary, not UTF-8, or a PDF without readable text."""
 
 
 class OperatorError(MembotError):

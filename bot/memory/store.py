@@ -63,6 +63,8 @@ class AgentRecord:
     #: Last time a user message reached this agent (drives the login interrupt and reflection).
     last_user_message_at: datetime | None = None
     is_paused: bool = False
+    #: `pause_heartbeats`: timed heartbeats (reflection) are skipped until then.
+    heartbeats_paused_until: datetime | None = None
     version: int = 1
 
 
@@ -77,6 +79,7 @@ class AgentUpdate:
     is_pressure_warned: bool | None = None
     last_user_message_at: datetime | None = None
     is_paused: bool | None = None
+    heartbeats_paused_until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -246,7 +249,13 @@ class MemoryStore(Protocol):
         ...
 
     async def search_messages(
-        self, agent_id: str, query: str, *, offset: int = 0, limit: int = 5, roles: Sequence[MessageRole] = ("user", "assistant")
+        self,
+        agent_id: str,
+        query: str,
+        *,
+        offset: int = 0,
+        limit: int = 5,
+        roles: Sequence[MessageRole] = ("user", "assistant"),
     ) -> tuple[list[StoredMessage], int]:
         """Full-text search ranked by relevance (best first; ties newest first), with the total match count.
 
@@ -271,6 +280,10 @@ class MemoryStore(Protocol):
     # -- archival ---------------------------------------------------------------------------
     async def insert_passages(self, agent_id: str, passages: Sequence[NewPassage]) -> list[str]:
         """Insert passages atomically; returns their ids in order."""
+        ...
+
+    async def list_passages(self, agent_id: str, *, offset: int = 0, limit: int = 100) -> list[Passage]:
+        """Passages in insertion order (exports, migration); `score` is None."""
         ...
 
     async def count_passages(self, agent_id: str) -> int:

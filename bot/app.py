@@ -1,0 +1,121 @@
+"""The composition root: builds every long-lived resource from the settings, once, and
+closes them in reverse order. Only the CLI calls it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+
+from bot.agent.context import ContextWindow
+from bot.agent.directory import AgentDirectory
+from bot.agent.llm import OpenAIChatModel, make_openai_client
+from bot.agent.loop import AgentLoop, AgentOptions
+from bot.agent.templates import load_prompt
+from bot.agent.tokens import TokenCounter
+from bot.config import Settings
+from bot.errors import ConfigError
+from bot.memory.embeddings import Embedder, OpenAIEmbedder
+from bot.memory.sqlite import SQLiteStore
+from bot.memory.store import MemoryStore
+
+__all__ = ["App", "open_app", "open_store"]
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class App:
+    settings: Settings
+    store: MemoryStore
+    loop: AgentLoop
+    directory: AgentDirectory
+    model: OpenAIChatModel
+
+
+@asynccontextmanager
+async def open_store(settings: Settings) -> AsyncIterator[MemoryStore]:
+    """The configured store, opened (schema checked) and closed on exit."""
+    store: MemoryStore
+    if settings.store.kind == "mongodb":
+        if settings.store.mongodb_uri is None:
+            raise ConfigError("MONGODB_URI: required when MEMBOT_STORE__KIND is mongodb")
+        try:
+            from bot.memory.mongo import MongoStore
+        except ImportError as exc:
+            raise ConfigError("the MongoDB store needs pymongo: pip install 'membot[mongodb]'") from exc
+        store = MongoStore(
+            settings.store.mongodb_uri.get_secret_value(),
+            database=settings.store.mongodb_database,
+        )
+    else:
+        store = SQLiteStore(settings.store.sqlite_path)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@asynccontextmanager
+async def open_app(settings: Settings) -> AsyncIterator[App]:
+    """Store, LLM client, embedder and agent loop, wired by keyword."""
+    async with AsyncExitStack() as stack:
+        store = await stack.enter_async_context(open_store(settings))
+        llm = settings.llm
+        client = make_openai_client(
+            base_url=llm.base_url,
+            api_key=llm.api_key.get_secret_value() if llm.api_key else "not-needed",
+            timeout=llm.timeout_s,
+        )
+        stack.push_async_callback(client.close)
+        model = OpenAIChatModel(
+            client=client,
+            model=llm.model,
+            max_retries=llm.max_retries,
+            stream=llm.stream,
+            max_output_tokens=llm.max_output_tokens,
+        )
+        embedder: Embedder | None = None
+        if settings.embeddings.model:
+            emb = settings.embeddings
+            emb_key = emb.api_key  # the settings copy the chat key only for the same endpoint
+            emb_client = make_openai_client(
+                base_url=emb.base_url or llm.base_url,
+                api_key=emb_key.get_secret_value() if emb_key else "not-needed",
+                timeout=llm.timeout_s,
+            )
+            stack.push_async_callback(emb_client.close)
+            embedder = OpenAIEmbedder(
+                client=emb_client, model=settings.embeddings.model, batch_size=settings.embeddings.batch_size
+            )
+        agent = settings.agent
+        options = AgentOptions(
+            window=ContextWindow(
+                context_window=llm.context_window,
+                max_output_tokens=llm.max_output_tokens,
+                warning_fraction=agent.memory_warning_fraction,
+            ),
+            instructions=load_prompt("system"),
+            summarize_instructions=load_prompt("summarize").format(
+                word_limit=max(100, min(600, llm.context_window // 40))
+            ),
+            max_chained_steps=agent.max_chained_steps,
+            keep_last_messages=agent.keep_last_messages,
+            evict_fraction=agent.evict_fraction,
+            max_user_message_chars=agent.max_user_message_chars,
+            login_gap=timedelta(minutes=agent.login_gap_minutes),
+            core_block_limit=agent.core_block_limit,
+        )
+        loop = AgentLoop(
+            store=store,
+            model=model,
+            counter=TokenCounter(model=llm.model),
+            embedder=embedder,
+            options=options,
+        )
+        directory = AgentDirectory(store, core_block_limit=agent.core_block_limit)
+        yield App(settings=settings, store=store, loop=loop, directory=directory, model=model)

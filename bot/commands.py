@@ -1,0 +1,154 @@
+"""What each `membot` command does, inside the composition root (`bot.app`)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from bot.agent.templates import list_templates, load_template
+from bot.app import App, open_app
+from bot.config import Settings
+from bot.errors import LLMUnavailableError, NotFoundError, UserFacingError
+from bot.memory.store import AgentRecord
+from bot.terminal_adapter import TerminalChat
+
+__all__ = ["agents", "chat", "template_names"]
+
+_log = logging.getLogger(__name__)
+
+
+async def chat(
+    settings: Settings,
+    *,
+    agent_name: str,
+    persona: str | None,
+    human: str | None,
+    is_user_first: bool,
+    is_debug: bool,
+    assume_yes: bool,
+) -> int:
+    console = Console(highlight=False, soft_wrap=True)
+    async with open_app(settings) as app:
+        await _check_llm_reachable(app)
+        agent = await app.directory.by_name(agent_name)
+        if agent is None:
+            agent = await _create_agent(app, console, agent_name, persona, human, assume_yes=assume_yes)
+            if agent is None:
+                return 1
+        else:
+            if persona or human:
+                console.print("[yellow]--persona/--human only apply to new agents; resuming with its own memory.[/]")
+            agent = await app.directory.set_model(agent, settings.llm.model)
+            count = await app.store.count_messages(agent.id)
+            console.print(
+                f"Resuming agent [bold]{escape(agent.name)}[/] ({count} messages in recall). /help for commands."
+            )
+        terminal = TerminalChat(
+            agent=agent,
+            loop=app.loop,
+            directory=app.directory,
+            store=app.store,
+            checkpoint_dir=settings.data_dir / "checkpoints",
+            is_debug=is_debug,
+            console=console,
+        )
+        await terminal.run(is_user_first=is_user_first)
+    return 0
+
+
+async def _create_agent(
+    app: App, console: Console, name: str, persona: str | None, human: str | None, *, assume_yes: bool
+) -> AgentRecord | None:
+    settings = app.settings
+    persona_name = persona or settings.agent.persona
+    human_name = human or settings.agent.human
+    persona_text = load_template("persona", persona_name, user_dir=settings.data_dir / "personas")
+    human_text = load_template("human", human_name, user_dir=settings.data_dir / "humans")
+    if not assume_yes and sys.stdin.isatty():
+        answer = await asyncio.to_thread(
+            input, f"Create a new agent '{name}' (persona {persona_name}, human {human_name})? [Y/n] "
+        )
+        if answer.strip().lower() not in ("", "y", "yes"):
+            console.print("Nothing created.")
+            return None
+    agent = await app.directory.create(
+        name=name,
+        persona=persona_text,
+        human=human_text,
+        persona_template=persona_name,
+        human_template=human_name,
+        model=settings.llm.model,
+    )
+    console.print(
+        f"Created agent [bold]{escape(name)}[/] (persona {escape(persona_name)}, human {escape(human_name)}). "
+        "/help for commands."
+    )
+    return agent
+
+
+async def _check_llm_reachable(app: App) -> None:
+    """Fail fast with one clear line when nothing listens at the endpoint; a server that
+    lacks /models (some do) is not an error."""
+    try:
+        await app.model.probe()
+    except LLMUnavailableError as exc:
+        raise LLMUnavailableError(
+            f"cannot reach the LLM endpoint {app.settings.llm.base_url}: {exc}. "
+            "Start your server or set OPENAI_BASE_URL (and OPENAI_API_KEY)."
+        ) from None
+
+
+async def agents(settings: Settings, action: str, args: dict[str, Any]) -> int:
+    console = Console(highlight=False, soft_wrap=True)
+    async with open_app(settings) as app:
+        if action == "list":
+            table = Table("name", "id", "created", "recall", "archival")
+            for listed in await app.store.list_agents(limit=10_000):
+                table.add_row(
+                    listed.name,
+                    listed.id,
+                    f"{listed.created_at:%Y-%m-%d %H:%M}",
+                    str(await app.store.count_messages(listed.id)),
+                    str(await app.store.count_passages(listed.id)),
+                )
+            console.print(table)
+            return 0
+        agent = await app.directory.by_name(args["name"])
+        if agent is None:
+            raise NotFoundError(f"no agent named {args['name']!r} (membot agents list shows them)")
+        if action == "show":
+            for block in await app.store.get_blocks(agent.id):
+                console.print(f"[bold]{escape(block.label)}[/] ({len(block.value)}/{block.limit} chars)")
+                console.print(escape(block.value))
+            console.print(f"summary: {escape(agent.summary) or '(none)'}")
+            return 0
+        if action == "export":
+            from bot.cli import dumps
+
+            text = dumps(await app.directory.export(agent.id))
+            if args.get("out"):
+                out: Path = args["out"]
+                await asyncio.to_thread(out.write_text, text, encoding="utf-8")
+                console.print(f"Wrote {escape(str(out))}")
+            else:
+                print(text)
+            return 0
+        if action == "delete":
+            if not args.get("yes"):
+                raise UserFacingError("deleting an agent erases all its memory: add -y to confirm")
+            await app.store.delete_agent(agent.id)
+            console.print(f"Deleted agent {escape(agent.name)}.")
+            return 0
+    return 2
+
+
+def template_names(settings: Settings, kind: Literal["persona", "human"]) -> list[str]:
+    folder = settings.data_dir / ("personas" if kind == "persona" else "humans")
+    return list_templates(kind, user_dir=folder)

@@ -1,0 +1,217 @@
+"""Virtual context: token budget, memory-pressure warning, eviction into a recursive summary,
+recovery from a server-side overflow, and a byte-stable prompt prefix between turns."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bot.agent.context import choose_eviction
+from bot.memory.store import StoredMessage, StoredToolCall
+from tests.engine.conftest import EngineFactory
+from tests.fakes.llm_server import (
+    Computed,
+    TextReply,
+    ToolCallReply,
+    context_length_error,
+    count_prompt_tokens,
+    tool_call,
+)
+
+
+def reply(text: str, *, prompt_tokens: int | None = None) -> ToolCallReply:
+    return ToolCallReply(calls=(tool_call("send_message", {"message": text}),), prompt_tokens=prompt_tokens)
+
+
+async def test_first_turn_fits_the_prompt_budget(make_engine: EngineFactory) -> None:
+    """The product promise: at most 1,700 prompt tokens on the first message, all functions included."""
+    engine = await make_engine()
+    engine.server.enqueue(reply("Hello!"))
+    result = await engine.say("Hi, I'm Ada.")
+    reported = count_prompt_tokens(engine.server.chat_requests[0].body)
+    assert result.last_prompt_tokens == reported
+    assert reported <= 1_700, reported
+    tools = engine.server.chat_requests[0].body["tools"]
+    assert {t["function"]["name"] for t in tools} == {
+        "send_message",
+        "core_memory_append",
+        "core_memory_replace",
+        "conversation_search",
+        "conversation_search_date",
+        "archival_memory_insert",
+        "archival_memory_search",
+        "pause_heartbeats",
+    }
+
+
+async def test_estimate_tracks_the_server_usage(make_engine: EngineFactory) -> None:
+    engine = await make_engine()
+    estimates: list[int] = []
+    for i in range(6):
+        engine.server.enqueue(reply(f"answer {i} " + "lorem ipsum " * 20))
+        await engine.say(f"question {i}: " + "dolor sit amet " * 15)
+        _messages, estimate = await engine.loop._prompt(_turn_for(engine))
+        estimates.append(estimate)
+    # The next request the server would see, counted the server's way.
+    engine.server.enqueue(reply("last"))
+    await engine.say("final")
+    reported = count_prompt_tokens(engine.server.chat_requests[-1].body)
+    assert abs(estimates[-1] - reported) / reported < 0.10, (estimates[-1], reported)
+
+
+def _turn_for(engine: Any) -> Any:
+    from bot.agent.loop import TurnResult, _Turn
+
+    return _Turn(
+        agent_id=engine.agent.id,
+        reply=engine.sink,
+        observer=None,
+        is_owed=False,
+        is_shared=False,
+        result=TurnResult(),  # type: ignore[arg-type]
+    )
+
+
+async def test_memory_pressure_warning_once_per_fill(make_engine: EngineFactory) -> None:
+    engine = await make_engine(context_window=10_000, max_output_tokens=500)
+    # The server reports 7,400 then 7,600 prompt tokens: the warning fires at 7,500 (75 %), once.
+    engine.server.enqueue(reply("a", prompt_tokens=7_400))
+    await engine.say("one")
+    assert not any("memory pressure" in m.content for m in await engine.store.get_messages(engine.agent.id))
+    engine.server.enqueue(reply("b", prompt_tokens=7_600), TextReply(text="saving what matters", prompt_tokens=7_700))
+    result = await engine.say("two")
+    assert result.steps == 2
+    assert "memory pressure: the context is 7600 of 10000 tokens" in engine.request_messages(-1)[-1]["content"]
+    engine.server.enqueue(reply("c", prompt_tokens=7_800))
+    result = await engine.say("three")
+    assert result.steps == 1, "warned once per fill"
+    warnings = [m for m in await engine.store.get_messages(engine.agent.id) if "memory pressure" in m.content]
+    assert len(warnings) == 1
+
+
+async def test_overflow_evicts_oldest_into_a_summary(make_engine: EngineFactory) -> None:
+    engine = await make_engine(context_window=4_000, max_output_tokens=500, keep_last_messages=4)
+    filler = "the quick brown fox jumps over the lazy dog " * 15
+
+    def answer(body: dict[str, Any]) -> Any:
+        if "tools" not in body:
+            return TextReply(text="Ada shared early facts about a fox.")
+        return reply("ok")
+
+    engine.server.enqueue(*[Computed(answer) for _ in range(20)])
+    turns = 0
+    while not any("tools" not in r.body for r in engine.server.chat_requests):
+        turns += 1
+        assert turns < 15, "the context never overflowed"
+        await engine.say(f"fact {turns}: {filler}")
+    engine.server.allow_unused_steps()
+    assert turns > 3, "nothing is evicted while the context fits"
+    summary_at = next(i for i, r in enumerate(engine.server.chat_requests) if "tools" not in r.body)
+    transcript = engine.server.chat_requests[summary_at].body["messages"][1]["content"]
+    assert "Previous summary:\n(none)" in transcript and "fact 1:" in transcript
+    agent = await engine.store.get_agent(engine.agent.id)
+    assert agent is not None and agent.summary == "Ada shared early facts about a fox."
+    assert agent.context_start_seq > 1
+    kept = await engine.store.get_messages(engine.agent.id, from_seq=agent.context_start_seq)
+    assert kept[0].role != "tool", "a call is never separated from its result"
+    assert len(kept) >= 4
+    after = engine.request_messages(-1)
+    assert "Ada shared early facts about a fox." in after[0]["content"]
+    assert f"{agent.context_start_seq - 1} older messages are only in recall memory" in after[0]["content"]
+    for request in engine.server.chat_requests:
+        if "tools" in request.body:
+            assert count_prompt_tokens(request.body) <= 3_500, "every call fits the budget"
+    # Recall still holds everything: eviction only leaves the context.
+    _found, total = await engine.store.search_messages(engine.agent.id, "fact")
+    assert total == turns
+
+
+async def test_a_second_eviction_folds_the_previous_summary(make_engine: EngineFactory) -> None:
+    engine = await make_engine(context_window=3_000, max_output_tokens=500, keep_last_messages=2)
+    filler = "lorem ipsum dolor sit amet " * 40
+
+    def answer(body: dict[str, Any]) -> Any:
+        if "tools" not in body:
+            previous = body["messages"][1]["content"].split("\n")[1]
+            return TextReply(text=f"summary after [{previous}]")
+        return reply("ok")
+
+    engine.server.enqueue(*[Computed(answer) for _ in range(40)])
+    for i in range(14):
+        await engine.say(f"note {i}: {filler}")
+    engine.server.allow_unused_steps()
+    agent = await engine.store.get_agent(engine.agent.id)
+    assert agent is not None
+    assert agent.summary.startswith("summary after [summary after [")
+
+
+async def test_server_context_error_compacts_and_retries_once(make_engine: EngineFactory) -> None:
+    engine = await make_engine(context_window=16_000)
+    for i in range(6):
+        engine.server.enqueue(reply(f"r{i}"))
+        await engine.say(f"message {i} " + "alpha beta gamma " * 30)
+    # The real model has a smaller window than configured: the server says so.
+    engine.server.enqueue(context_length_error("vllm"), TextReply(text="older talk summarised"), reply("recovered"))
+    result = await engine.say("are you ok?")
+    assert not result.is_failed and engine.sink.sent[-1] == "recovered"
+    agent = await engine.store.get_agent(engine.agent.id)
+    assert agent is not None and agent.summary == "older talk summarised"
+
+
+async def test_persistent_overflow_fails_the_turn_cleanly(make_engine: EngineFactory) -> None:
+    engine = await make_engine()
+    for i in range(4):
+        engine.server.enqueue(reply(f"r{i}"))
+        await engine.say(f"message {i} " + "alpha beta gamma " * 30)
+    engine.server.enqueue(context_length_error(), TextReply(text="summary"), context_length_error())
+    result = await engine.say("hello")
+    assert result.is_failed
+    assert "can't reach my language model" in engine.sink.sent[-1]
+    assert [m.content for m in await engine.store.get_messages(engine.agent.id) if m.role == "user"][-1] == "hello"
+
+
+async def test_prompt_prefix_is_byte_stable_between_turns(make_engine: EngineFactory) -> None:
+    engine = await make_engine()
+    engine.server.enqueue(reply("one"), reply("two"))
+    await engine.say("first")
+    await engine.say("second")
+    first = json.dumps(engine.request_messages(0))
+    second = json.dumps(engine.request_messages(1))
+    assert second.startswith(first[:-1]), "turn 2's prompt extends turn 1's byte for byte"
+    engine.server.enqueue(
+        ToolCallReply(calls=(tool_call("core_memory_append", {"label": "human", "content": "likes tea"}),)),
+        reply("ok"),
+    )
+    await engine.say("I like tea")
+    assert engine.request_messages(-1)[0] != engine.request_messages(0)[0], "memory changed: the prefix may change"
+
+
+def _message(seq: int, role: str, *, calls: tuple[StoredToolCall, ...] = (), tokens: int = 100) -> StoredMessage:
+    from datetime import UTC, datetime
+
+    return StoredMessage(
+        agent_id="a",
+        seq=seq,
+        role=role,  # type: ignore[arg-type]
+        content="x",
+        created_at=datetime(2026, 1, 1, tzinfo=UTC),
+        tokens=tokens,
+        tool_calls=calls,
+        tool_call_id="c1" if role == "tool" else None,
+    )
+
+
+def test_eviction_never_splits_a_call_from_its_result() -> None:
+    call = (StoredToolCall(id="c1", name="conversation_search", arguments="{}"),)
+    queue = [
+        _message(1, "user"),
+        _message(2, "assistant", calls=call),
+        _message(3, "tool"),
+        _message(4, "tool"),
+        _message(5, "user"),
+        _message(6, "assistant"),
+    ]
+    # Freeing ~200 tokens would cut after message 2; the cut moves past both results.
+    assert choose_eviction(queue, tokens_to_free=200, keep_last=1, max_chars=8000) == 4
+    assert choose_eviction(queue, tokens_to_free=10_000, keep_last=2, max_chars=8000) == 4
+    assert choose_eviction(queue, tokens_to_free=0, keep_last=2, max_chars=8000) == 0
