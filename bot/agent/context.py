@@ -92,22 +92,35 @@ def render_message(message: StoredMessage, *, max_chars: int, is_shared: bool) -
             return {"role": "tool", "tool_call_id": message.tool_call_id or "", "content": message.content}
 
 
-def render_queue(messages: Sequence[StoredMessage], *, max_chars: int, is_shared: bool) -> list[ChatMessage]:
+def render_queue(
+    messages: Sequence[StoredMessage],
+    *,
+    max_chars: int,
+    is_shared: bool,
+    rendered: Sequence[ChatMessage] | None = None,
+) -> list[ChatMessage]:
     """The FIFO queue, repaired so the wire is always valid: tool results whose call was lost
-    are dropped, and a call whose result never arrived (a crash mid-step) gets a failed result."""
-    rendered: list[ChatMessage] = []
+    are dropped, and a call whose result never arrived (a crash mid-step) gets a failed result.
+
+    `rendered`, when given, holds `render_message` of each message already (a cache)."""
+    out: list[ChatMessage] = []
     open_calls: list[str] = []
-    for message in messages:
+    for index, message in enumerate(messages):
         if message.role == "tool":
             if message.tool_call_id not in open_calls:
                 continue
             open_calls.remove(message.tool_call_id)
         else:
-            rendered.extend(_interrupted_results(open_calls))
-            open_calls = [c.id for c in message.tool_calls] if message.role == "assistant" else []
-        rendered.append(render_message(message, max_chars=max_chars, is_shared=is_shared))
-    rendered.extend(_interrupted_results(open_calls))
-    return rendered
+            if open_calls:
+                out.extend(_interrupted_results(open_calls))
+            open_calls = [c.id for c in message.tool_calls] if message.tool_calls else []
+        out.append(
+            rendered[index]
+            if rendered is not None
+            else render_message(message, max_chars=max_chars, is_shared=is_shared)
+        )
+    out.extend(_interrupted_results(open_calls))
+    return out
 
 
 def _interrupted_results(call_ids: list[str]) -> list[ChatMessage]:

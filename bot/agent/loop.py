@@ -17,9 +17,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol, assert_never
 
 from bot.agent.compaction import Compactor
-from bot.agent.context import ContextWindow, build_system_message, render_queue, rendered_tokens
+from bot.agent.context import ContextWindow, build_system_message, render_message, render_queue, rendered_tokens
 from bot.agent.functions import FunctionCall, MemoryFunctions, tool_schemas
 from bot.agent.model import ChatMessage, ChatModel, Completion, ToolSchema
+from bot.agent.queue_cache import QueueCache
 from bot.agent.tokens import REPLY_PRIMING_TOKENS, TOKENS_PER_MESSAGE, TokenCounter
 from bot.errors import AgentPausedError, ContextOverflowError, LLMError, NotFoundError, VersionConflictError
 from bot.events import InboundMessage, Interrupt, ReplySink, TurnInput
@@ -146,6 +147,9 @@ class AgentLoop:
         self._functions = MemoryFunctions(
             store=store, core=self.core, recall=self.recall, archival=self.archival, clock=clock
         )
+        max_chars = options.max_user_message_chars
+        self._queues = QueueCache(store, render=lambda m: render_message(m, max_chars=max_chars, is_shared=False))
+        self._shared_queues = QueueCache(store, render=lambda m: render_message(m, max_chars=max_chars, is_shared=True))
         self._tools: list[ToolSchema] = tool_schemas()
         self._tools_tokens = counter.count_text(json.dumps(self._tools))
         self._system_tokens: dict[str, int] = {}
@@ -161,6 +165,11 @@ class AgentLoop:
     @property
     def tools(self) -> list[ToolSchema]:
         return self._tools
+
+    def forget_cached(self, agent_id: str) -> None:
+        """Drop what this loop caches about an agent, after its history was edited elsewhere."""
+        self._queues.invalidate(agent_id)
+        self._shared_queues.invalidate(agent_id)
 
     async def run_turn(
         self,
@@ -291,13 +300,19 @@ class AgentLoop:
         agent = await self._require_agent(turn.agent_id)
         blocks = await self.core.blocks(turn.agent_id)
         passages = await self.archival.count(turn.agent_id)
-        queue = await self._store.get_messages(turn.agent_id, from_seq=agent.context_start_seq)
+        queues = self._shared_queues if turn.is_shared else self._queues
+        queue = await queues.load(turn.agent_id, agent.context_start_seq)
         system = build_system_message(
             instructions=self._options.instructions, agent=agent, blocks=blocks, passage_count=passages
         )
         messages: list[ChatMessage] = [{"role": "system", "content": system}]
-        messages += render_queue(queue, max_chars=self._options.max_user_message_chars, is_shared=turn.is_shared)
-        return messages, self._estimate(system, queue)
+        messages += render_queue(
+            queue.messages,
+            max_chars=self._options.max_user_message_chars,
+            is_shared=turn.is_shared,
+            rendered=queue.rendered,
+        )
+        return messages, self._estimate(system, queue.messages)
 
     def _estimate(self, system: str, queue: Sequence[StoredMessage]) -> int:
         """Prompt tokens without re-encoding the queue: each stored message carries its count,

@@ -98,13 +98,16 @@ async def make_engine(
         max_output_tokens: int = 1_000,
         with_embeddings: bool = False,
         max_retries: int = 2,
+        timeout: float | None = None,
         **options: Any,
     ) -> Engine:
         store = SQLiteStore(tmp_path / f"membot-{len(stores)}.sqlite3")
         await store.open()
         stores.append(store)
         clock = [datetime(2026, 5, 1, 12, 0, tzinfo=UTC)]
-        model = OpenAIChatModel(client=openai_client, model=MODEL, max_retries=max_retries, sleep=sleeps)
+        model = OpenAIChatModel(
+            client=openai_client, model=MODEL, max_retries=max_retries, timeout=timeout, sleep=sleeps
+        )
         embedder = OpenAIEmbedder(client=openai_client, model="fake-embed", sleep=sleeps) if with_embeddings else None
         loop = AgentLoop(
             store=store,

@@ -102,9 +102,8 @@ async def test_llm_down_apologises_and_keeps_the_message(make_engine: EngineFact
     assert any("are you there?" in str(c) for c in contents)
 
 
-async def test_timeouts_are_retried(make_engine: EngineFactory, openai_client: object) -> None:
-    engine = await make_engine()
-    engine.loop._model._timeout = 0.3  # type: ignore[attr-defined]
+async def test_timeouts_are_retried(make_engine: EngineFactory) -> None:
+    engine = await make_engine(timeout=0.3)
     engine.server.enqueue(Delayed(seconds=2.0, then=reply("late")), reply("on time"))
     await engine.say("hi")
     assert engine.sink.sent == ["on time"]
