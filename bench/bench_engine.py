@@ -39,7 +39,24 @@ from bot.memory.store import AgentUpdate, NewMessage
 from tests.fakes.llm_server import Computed, FakeLLMServer, TextReply, ToolCallReply, count_prompt_tokens, tool_call
 
 MODEL = "gpt-4o-mini"
-WORDS = "the a garden dog walk coffee book meeting project deadline trip weekend family music film recipe".split()
+WORDS = [
+    "the",
+    "a",
+    "garden",
+    "dog",
+    "walk",
+    "coffee",
+    "book",
+    "meeting",
+    "project",
+    "deadline",
+    "trip",
+    "weekend",
+    "family",
+    "music",
+    "film",
+    "recipe",
+]
 
 
 class TimedModel:

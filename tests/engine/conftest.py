@@ -98,7 +98,7 @@ async def make_engine(
         max_output_tokens: int = 1_000,
         with_embeddings: bool = False,
         max_retries: int = 2,
-        timeout: float | None = None,
+        llm_timeout: float | None = None,
         **options: Any,
     ) -> Engine:
         store = SQLiteStore(tmp_path / f"membot-{len(stores)}.sqlite3")
@@ -106,7 +106,7 @@ async def make_engine(
         stores.append(store)
         clock = [datetime(2026, 5, 1, 12, 0, tzinfo=UTC)]
         model = OpenAIChatModel(
-            client=openai_client, model=MODEL, max_retries=max_retries, timeout=timeout, sleep=sleeps
+            client=openai_client, model=MODEL, max_retries=max_retries, timeout=llm_timeout, sleep=sleeps
         )
         embedder = OpenAIEmbedder(client=openai_client, model="fake-embed", sleep=sleeps) if with_embeddings else None
         loop = AgentLoop(

@@ -103,7 +103,7 @@ async def test_llm_down_apologises_and_keeps_the_message(make_engine: EngineFact
 
 
 async def test_timeouts_are_retried(make_engine: EngineFactory) -> None:
-    engine = await make_engine(timeout=0.3)
+    engine = await make_engine(llm_timeout=0.3)
     engine.server.enqueue(Delayed(seconds=2.0, then=reply("late")), reply("on time"))
     await engine.say("hi")
     assert engine.sink.sent == ["on time"]
