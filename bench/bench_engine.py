@@ -96,12 +96,10 @@ def sentence(i: int) -> str:
     return " ".join(WORDS[(i * 7 + k * 3) % len(WORDS)] for k in range(12)) + f" number {i}"
 
 
-async def build(
-    server: FakeLLMServer, path: Path, *, context_window: int
-) -> tuple[AgentLoop, TimedModel, str, SQLiteStore]:
+async def build(base_url: str, path: Path, *, context_window: int) -> tuple[AgentLoop, TimedModel, str, SQLiteStore]:
     store = SQLiteStore(path)
     await store.open()
-    client = make_openai_client(base_url=server.base_url, api_key="bench", timeout=30)
+    client = make_openai_client(base_url=base_url, api_key="bench", timeout=30)
     model = TimedModel(OpenAIChatModel(client=client, model=MODEL, max_retries=0))
     loop = AgentLoop(
         store=store,
@@ -160,11 +158,10 @@ async def prefill(store: SQLiteStore, agent_id: str, count: int) -> None:
     )
 
 
-async def overhead(server: FakeLLMServer, recall_size: int, turns: int) -> dict[str, float]:
+async def overhead(base_url: str, recall_size: int, turns: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
-        loop, model, agent_id, store = await build(server, Path(tmp) / "bench.sqlite3", context_window=128_000)
+        loop, model, agent_id, store = await build(base_url, Path(tmp) / "bench.sqlite3", context_window=128_000)
         await prefill(store, agent_id, recall_size)
-        server.enqueue(*[Computed(answer) for _ in range(turns + 5)])
         samples: list[float] = []
         sink = NullSink()
         for i in range(turns):
@@ -181,7 +178,6 @@ async def overhead(server: FakeLLMServer, recall_size: int, turns: int) -> dict[
             await loop.run_turn(agent_id, [message], reply=sink)
             samples.append((time.perf_counter() - start - model.llm_seconds) * 1000)
         await store.close()
-        server.allow_unused_steps()
     samples.sort()
     return {
         "median_ms": statistics.median(samples),
@@ -191,7 +187,9 @@ async def overhead(server: FakeLLMServer, recall_size: int, turns: int) -> dict[
 
 async def prompt_growth(server: FakeLLMServer, checkpoints: Sequence[int], context_window: int) -> dict[int, int]:
     with tempfile.TemporaryDirectory() as tmp:
-        loop, _model, agent_id, store = await build(server, Path(tmp) / "bench.sqlite3", context_window=context_window)
+        loop, _model, agent_id, store = await build(
+            server.base_url, Path(tmp) / "bench.sqlite3", context_window=context_window
+        )
         server.enqueue(*[Computed(answer) for _ in range(max(checkpoints) * 3)])
         sink = NullSink()
         tokens: dict[int, int] = {}
@@ -214,14 +212,14 @@ async def prompt_growth(server: FakeLLMServer, checkpoints: Sequence[int], conte
     return tokens
 
 
-def startup(server: FakeLLMServer, runs: int) -> dict[str, float]:
+def startup(base_url: str, runs: int) -> dict[str, float]:
     """Wall time of `membot chat` from exec to exit on `/exit`, and its peak RSS."""
     times: list[float] = []
     peak_kb = 0
     with tempfile.TemporaryDirectory() as tmp:
         env = {
             **os.environ,
-            "OPENAI_BASE_URL": server.base_url,
+            "OPENAI_BASE_URL": base_url,
             "OPENAI_API_KEY": "bench",
             "MEMBOT_DATA_DIR": tmp,
         }
@@ -247,19 +245,26 @@ def main() -> None:
     parser.add_argument("--recall", type=int, nargs="+", default=[1_000, 100_000])
     parser.add_argument("--growth", type=int, nargs="+", default=[1, 50, 300])
     args = parser.parse_args()
-    with FakeLLMServer(validate_requests=False) as server:
-        print("## Overhead per turn, excluding LLM time (send_message turn, SQLite)")
+    server_process = subprocess.Popen([sys.executable, "-m", "bench.llm_process"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert server_process.stdout is not None
+        base_url = server_process.stdout.readline().strip()
+        print("## Overhead per turn, excluding LLM time (send_message turn, SQLite; LLM server in its own process)")
         for size in args.recall:
-            result = asyncio.run(overhead(server, size, args.turns))
+            result = asyncio.run(overhead(base_url, size, args.turns))
             print(f"recall {size:>9,} msgs: median {result['median_ms']:.2f} ms, p95 {result['p95_ms']:.2f} ms")
+        print("\n## `membot chat` start to exit (no LLM call), 5 runs")
+        result = startup(base_url, 5)
+        print(f"median {result['median_s']:.2f} s, peak RSS {result['peak_rss_mb']:.0f} MB")
+    finally:
+        server_process.terminate()
+        server_process.wait(timeout=10)
+    with FakeLLMServer(validate_requests=False) as server:
         print("\n## Prompt tokens of the main call at turn N (server-side count)")
         for window in (128_000, 8_000):
             growth = asyncio.run(prompt_growth(server, args.growth, window))
             cells = ", ".join(f"turn {t}: {n:,}" for t, n in growth.items())
             print(f"window {window:>7,}: {cells}")
-        print("\n## `membot chat` start to exit (no LLM call), 5 runs")
-        result = startup(server, 5)
-        print(f"median {result['median_s']:.2f} s, peak RSS {result['peak_rss_mb']:.0f} MB")
 
 
 if __name__ == "__main__":

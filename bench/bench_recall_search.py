@@ -172,16 +172,19 @@ async def timed[T](samples: list[float], awaitable: Awaitable[T]) -> T:
     return result
 
 
-def open_store(kind: str, directory: Path) -> MemoryStore:
+def open_store(kind: str, directory: Path, rank_window: int | None) -> MemoryStore:
     if kind == "sqlite":
-        return SQLiteStore(directory / "bench.sqlite3")
+        options = {} if rank_window is None else {"rank_window": rank_window}
+        return SQLiteStore(directory / "bench.sqlite3", **options)
     raise SystemExit(f"unknown store {kind!r}")
 
 
-async def run(kind: str, count: int, *, n_queries: int, batch: int, seed: int, directory: Path) -> dict[str, float]:
+async def run(
+    kind: str, count: int, *, n_queries: int, batch: int, seed: int, directory: Path, rank_window: int | None
+) -> dict[str, float]:
     rng = np.random.default_rng(seed)
     corpus = make_corpus(rng)
-    store = open_store(kind, directory)
+    store = open_store(kind, directory, rank_window)
     await store.open()
     try:
         record = AgentRecord(
@@ -233,6 +236,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200, help="timed calls of each kind")
     parser.add_argument("--batch", type=int, default=10_000, help="messages per append_messages call")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--rank-window", type=int, default=None, help="SQLite: bm25 window (default: the store's)")
     parser.add_argument("--dir", type=Path, default=None, help="where to put the store (default: a temp dir)")
     args = parser.parse_args()
 
@@ -241,11 +245,20 @@ def main() -> None:
         with tempfile.TemporaryDirectory(dir=args.dir, prefix="membot-bench-") as tmp:
             print(f"{args.store}: {count:,} messages ...", file=sys.stderr)
             row = asyncio.run(
-                run(args.store, count, n_queries=args.queries, batch=args.batch, seed=args.seed, directory=Path(tmp))
+                run(
+                    args.store,
+                    count,
+                    n_queries=args.queries,
+                    batch=args.batch,
+                    seed=args.seed,
+                    directory=Path(tmp),
+                    rank_window=args.rank_window,
+                )
             )
             row["size_mb"] = sum(p.stat().st_size for p in Path(tmp).iterdir()) / 1e6
             rows.append(row)
-    print(f"\nstore: {args.store}, one agent, {args.queries} timed calls each, limit 5 (times in ms)\n")
+    window = "default" if args.rank_window is None else f"{args.rank_window:,}"
+    print(f"\nstore: {args.store} (rank window {window}), one agent, {args.queries} timed calls each, limit 5, ms\n")
     header = (
         "| messages | fill | fill rate | file | search p50 | search p95 | matches p50/p95 | between p50 | between p95 |"
     )

@@ -12,15 +12,15 @@ from datetime import timedelta
 
 from bot.agent.context import ContextWindow
 from bot.agent.directory import AgentDirectory
-from bot.agent.llm import OpenAIChatModel, make_openai_client
 from bot.agent.loop import AgentLoop, AgentOptions
 from bot.agent.templates import load_prompt
 from bot.agent.tokens import TokenCounter
 from bot.config import Settings
 from bot.errors import ConfigError
-from bot.memory.embeddings import Embedder, OpenAIEmbedder
+from bot.memory.embeddings import Embedder
 from bot.memory.sqlite import SQLiteStore
 from bot.memory.store import MemoryStore
+from bot.sdk_clients import DeferredChatModel, DeferredEmbedder
 
 __all__ = ["App", "open_app", "open_store"]
 
@@ -33,7 +33,7 @@ class App:
     store: MemoryStore
     loop: AgentLoop
     directory: AgentDirectory
-    model: OpenAIChatModel
+    model: DeferredChatModel
 
 
 @asynccontextmanager
@@ -66,32 +66,18 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
     async with AsyncExitStack() as stack:
         store = await stack.enter_async_context(open_store(settings))
         llm = settings.llm
-        client = make_openai_client(
-            base_url=llm.base_url,
-            api_key=llm.api_key.get_secret_value() if llm.api_key else "not-needed",
-            timeout=llm.timeout_s,
-        )
-        stack.push_async_callback(client.close)
-        model = OpenAIChatModel(
-            client=client,
-            model=llm.model,
-            max_retries=llm.max_retries,
-            stream=llm.stream,
-            max_output_tokens=llm.max_output_tokens,
-        )
+        model = DeferredChatModel(llm)
+        stack.push_async_callback(model.aclose)
         embedder: Embedder | None = None
         if settings.embeddings.model:
-            emb = settings.embeddings
-            emb_key = emb.api_key  # the settings copy the chat key only for the same endpoint
-            emb_client = make_openai_client(
-                base_url=emb.base_url or llm.base_url,
-                api_key=emb_key.get_secret_value() if emb_key else "not-needed",
-                timeout=llm.timeout_s,
+            deferred = DeferredEmbedder(
+                settings.embeddings,
+                model=settings.embeddings.model,
+                timeout_s=llm.timeout_s,
+                fallback_base_url=llm.base_url,
             )
-            stack.push_async_callback(emb_client.close)
-            embedder = OpenAIEmbedder(
-                client=emb_client, model=settings.embeddings.model, batch_size=settings.embeddings.batch_size
-            )
+            stack.push_async_callback(deferred.aclose)
+            embedder = deferred
         agent = settings.agent
         options = AgentOptions(
             window=ContextWindow(

@@ -81,6 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "model", None):
             overrides["llm"] = {"model": args.model}
         settings = load_settings(args.config, overrides=overrides)
+        if args.command == "chat":
+            from bot.sdk_clients import prefetch
+
+            prefetch(settings.llm.model)
         _configure_logging(settings.log_level, is_debug=is_debug or settings.debug)
         return asyncio.run(_dispatch(args, settings))
     except KeyboardInterrupt:

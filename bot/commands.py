@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from rich.console import Console
 from rich.markup import escape
@@ -94,13 +95,20 @@ async def _create_agent(
 
 
 async def _check_llm_reachable(app: App) -> None:
-    """Fail fast with one clear line when nothing listens at the endpoint; a server that
-    lacks /models (some do) is not an error."""
+    """Fail fast with one clear line when nothing listens at the endpoint (a TCP connect:
+    no SDK needed, so start-up stays quick; `membot doctor` checks the API itself)."""
+    url = urlsplit(app.settings.llm.base_url)
+    host = url.hostname or "localhost"
+    port = url.port or (443 if url.scheme == "https" else 80)
     try:
-        await app.model.probe()
-    except LLMUnavailableError as exc:
+        async with asyncio.timeout(5):
+            _reader, writer = await asyncio.open_connection(host, port)
+        writer.close()
+        await writer.wait_closed()
+    except (OSError, TimeoutError) as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
         raise LLMUnavailableError(
-            f"cannot reach the LLM endpoint {app.settings.llm.base_url}: {exc}. "
+            f"cannot reach the LLM endpoint {app.settings.llm.base_url}: {reason}. "
             "Start your server or set OPENAI_BASE_URL (and OPENAI_API_KEY)."
         ) from None
 

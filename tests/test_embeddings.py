@@ -9,7 +9,8 @@ import openai
 import pytest
 
 from bot.errors import LLMResponseError, LLMUnavailableError
-from bot.memory.embeddings import Embedder, OpenAIEmbedder
+from bot.memory.embeddings import Embedder
+from bot.memory.openai_embeddings import OpenAIEmbedder
 from tests.fakes.llm_fixtures import SleepRecorder
 from tests.fakes.llm_server import FakeLLMServer, embed_text
 

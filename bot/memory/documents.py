@@ -14,8 +14,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from pypdf import PasswordType, PdfReader
-from pypdf.errors import DependencyError, FileNotDecryptedError, WrongPasswordError
 
 from bot.errors import DocumentError
 
@@ -32,8 +30,6 @@ _TEXT_CONTROLS = frozenset(b"\t\n\r\f\v\x1b")
 _MAX_CONTROL_RATIO = 0.10
 # A small PDF can inflate into a huge text (compressed streams); stop well past any real book.
 _PDF_TEXT_PER_BYTE = 50
-# How pypdf says it cannot open an encryption (AES needs the optional `cryptography` package).
-_ENCRYPTION_ERRORS = (DependencyError, FileNotDecryptedError, WrongPasswordError)
 
 
 def read_document(path: Path, *, max_bytes: int) -> str:
@@ -80,6 +76,12 @@ def _plain_text(data: bytes, *, name: str) -> str:
 
 
 def _pdf_text(data: bytes, *, name: str, max_chars: int) -> str:
+    # Imported here: pypdf costs ~50 ms at start-up and most sessions attach no PDF.
+    from pypdf import PasswordType, PdfReader
+    from pypdf.errors import DependencyError, FileNotDecryptedError, WrongPasswordError
+
+    # How pypdf says it cannot open an encryption (AES needs the optional `cryptography` package).
+    encryption_errors = (DependencyError, FileNotDecryptedError, WrongPasswordError)
     # pypdf raises many kinds of exception on damaged files; at this trust boundary each one
     # means the same thing to the user: this PDF cannot be read.
     try:
@@ -98,7 +100,7 @@ def _pdf_text(data: bytes, *, name: str, max_chars: int) -> str:
     except DocumentError:
         raise
     except Exception as error:
-        if isinstance(error, _ENCRYPTION_ERRORS):
+        if isinstance(error, encryption_errors):
             raise DocumentError(f"{name} is an encrypted PDF; save an unencrypted copy and attach that") from None
         raise DocumentError(f"{name} is not a readable PDF ({type(error).__name__}: {error})") from None
     if not pages:

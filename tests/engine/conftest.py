@@ -18,7 +18,7 @@ from bot.agent.loop import AgentLoop, AgentOptions, TurnResult
 from bot.agent.templates import load_prompt
 from bot.agent.tokens import TokenCounter
 from bot.events import InboundMessage
-from bot.memory.embeddings import OpenAIEmbedder
+from bot.memory.openai_embeddings import OpenAIEmbedder
 from bot.memory.sqlite import SQLiteStore
 from bot.memory.store import AgentRecord
 from tests.fakes.llm_fixtures import SleepRecorder

@@ -117,7 +117,7 @@ async def test_changing_the_embedding_model_reembeds_old_passages(make_engine: E
     await engine.loop.archival.insert(engine.agent.id, ["Biscuit is a golden retriever."])
     # A later deployment switches model: the old vector must not be compared with new ones.
     from bot.memory.archival import ArchivalMemory
-    from bot.memory.embeddings import OpenAIEmbedder
+    from bot.memory.openai_embeddings import OpenAIEmbedder
 
     client = engine.loop.archival._embedder._client  # type: ignore[union-attr]
     other = ArchivalMemory(engine.store, embedder=OpenAIEmbedder(client=client, model="other-embed"))
