@@ -151,7 +151,7 @@ class AgentLoop:
         self._queues = QueueCache(store, render=lambda m: render_message(m, max_chars=max_chars, is_shared=False))
         self._shared_queues = QueueCache(store, render=lambda m: render_message(m, max_chars=max_chars, is_shared=True))
         self._tools: list[ToolSchema] = tool_schemas()
-        self._tools_tokens = counter.count_text(json.dumps(self._tools))
+        self._tools_tokens: int | None = None  # counted on first use: loading the encoding takes ~0.2 s
         self._system_tokens: dict[str, int] = {}
         self._compactor = Compactor(
             store=store,
@@ -323,6 +323,8 @@ class AgentLoop:
             if len(self._system_tokens) > 1024:
                 self._system_tokens.clear()
             system_tokens = self._system_tokens[system] = self._counter.count_text(system)
+        if self._tools_tokens is None:
+            self._tools_tokens = self._counter.count_text(json.dumps(self._tools))
         raw = REPLY_PRIMING_TOKENS + TOKENS_PER_MESSAGE + 1 + system_tokens + self._tools_tokens
         max_chars = self._options.max_user_message_chars
         raw += sum(rendered_tokens(m, max_chars=max_chars) for m in queue)
