@@ -126,7 +126,7 @@ def _configure_logging(level: str, *, is_debug: bool) -> None:
         stream=sys.stderr,
     )
     if not is_debug:
-        for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "openai", "aiosqlite"):
+        for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "openai"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

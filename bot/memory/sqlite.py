@@ -1,4 +1,4 @@
-"""`SQLiteStore`: the embedded `MemoryStore`, one aiosqlite connection in WAL mode.
+"""`SQLiteStore`: the embedded `MemoryStore`, one stdlib sqlite3 connection in WAL mode.
 
 Recall search is FTS5 over `messages_fts` (see `sqlite_schema` for the layout). An agent's
 messages are one rowid range, so FTS5 itself filters by agent (and, by rowid arithmetic, by
@@ -8,8 +8,14 @@ bounded: matches are ranked in windows of the `rank_window` newest (the first wi
 the next, ...). When a query has no more than `rank_window` matches in that agent's history
 (nearly every real query) the order is exactly bm25's; totals are always exact.
 
-Every operation runs under one `asyncio.Lock`: the single connection has a single
-transaction, and callers must neither interleave inside it nor see its uncommitted state.
+Threading: the connection belongs to one worker thread (a one-thread executor) that opens, uses
+and closes it. Each protocol method is one plain synchronous function (transaction, statements,
+row decoding) run on that thread: one hand-off from the event loop per call. The worker runs calls
+one at a time in submission order, so without any lock a transaction never interleaves with another
+call and no caller sees another's uncommitted state. Writes run in BEGIN IMMEDIATE (the write lock
+up front, so read-then-write never deadlocks); reads of several statements that must agree (a page
+and its total) in one read transaction; single-statement reads in autocommit. A call cancelled
+while it waits is dropped; one cancelled while it runs still commits or rolls back whole.
 """
 
 from __future__ import annotations
@@ -17,14 +23,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
-import aiosqlite
 import numpy as np
 
 from bot.errors import NotFoundError, StoreError, VersionConflictError
@@ -69,113 +74,159 @@ _MESSAGE_COLUMNS = (
     "id, seq, role, content, created_at, tokens, speaker_id, speaker_name, "
     "platform_message_id, tool_calls, tool_call_id, tool_name"
 )
+_OF_AGENT = "agent_num = (SELECT num FROM agents WHERE id = ?)"
+_AGENT_MESSAGES = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE {_OF_AGENT}"
 _PASSAGE_COLUMNS = "num, id, text, created_at, embedding_model"
 _AGENT_FIELDS = {f.name for f in fields(AgentUpdate)}
+#: How `_run` wraps a call: no explicit transaction, a read transaction, or a write transaction.
+type _Mode = Literal["autocommit", "read", "write"]
+_BEGIN: dict[_Mode, str | None] = {"autocommit": None, "read": "BEGIN", "write": "BEGIN IMMEDIATE"}
 
 
 class SQLiteStore:
-    """`MemoryStore` in one SQLite file (see the module docstring for the search design)."""
+    """`MemoryStore` in one SQLite file (see the module docstring for the search and thread design)."""
 
     def __init__(self, path: Path, *, busy_timeout: float = 5.0, rank_window: int = 2_000) -> None:
         self._path = path
         self._busy_timeout = busy_timeout
         self._rank_window = max(1, rank_window)
-        self._conn: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()
+        self._conn: sqlite3.Connection | None = None  # touched on the worker thread only
+        self._worker: ThreadPoolExecutor | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
     async def open(self) -> None:
         if self._conn is not None:
             return
-        await asyncio.to_thread(self._path.parent.mkdir, parents=True, exist_ok=True)
+        worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="membot-sqlite")
+        opening = worker.submit(self._connect)
         try:
-            conn = await aiosqlite.connect(self._path, isolation_level=None, timeout=self._busy_timeout)
+            conn = await asyncio.wrap_future(opening)
+        except BaseException:
+            worker.submit(_close_opened, opening)  # runs after `_connect`, if open() was cancelled meanwhile
+            worker.shutdown(wait=False)
+            raise
+        self._conn, self._worker = conn, worker
+
+    def _connect(self) -> sqlite3.Connection:
+        """On the worker thread: open the file, configure the connection, check and prepare the schema."""
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(self._path, isolation_level=None, timeout=self._busy_timeout)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the SQLite store at {self._path}: {exc}") from exc
         try:
             conn.row_factory = sqlite3.Row
-            await conn.execute("PRAGMA foreign_keys = ON")
-            await conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
-            await prepare_schema(conn, self._path)
-            await conn.execute("PRAGMA synchronous = NORMAL")  # WAL makes NORMAL crash-safe
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+            prepare_schema(conn, self._path)
+            conn.execute("PRAGMA synchronous = NORMAL")  # WAL makes NORMAL crash-safe
         except sqlite3.Error as exc:
-            await conn.close()
+            conn.close()
             raise StoreError(f"cannot prepare the SQLite store at {self._path}: {exc}") from exc
         except BaseException:
-            await conn.close()
+            conn.close()
             raise
-        self._conn = conn
+        return conn
 
     async def close(self) -> None:
-        async with self._lock:
-            if self._conn is not None:
-                conn, self._conn = self._conn, None
-                await conn.close()
+        conn, worker = self._conn, self._worker
+        self._conn = self._worker = None
+        if conn is None or worker is None:
+            return
+        closing = worker.submit(conn.close)  # after every call already queued, on the connection's thread
+        worker.shutdown(wait=False)  # the thread exits once its queue is empty
+        await asyncio.shield(asyncio.wrap_future(closing))
 
-    @asynccontextmanager
-    async def _transaction(self, *, write: bool) -> AsyncIterator[aiosqlite.Connection]:
-        """One transaction, alone on the connection; sqlite3 errors become StoreError."""
-        async with self._lock:
-            conn = self._conn
-            if conn is None:
-                raise StoreError("the SQLite store is not open")
+    async def _run[T](self, mode: _Mode, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work` on the worker thread, alone on the connection, inside a transaction of `mode`."""
+        conn, worker = self._conn, self._worker
+        if conn is None or worker is None:
+            raise StoreError("the SQLite store is not open")
+        return await asyncio.get_running_loop().run_in_executor(worker, self._transact, conn, _BEGIN[mode], work)
+
+    def _transact[T](self, conn: sqlite3.Connection, begin: str | None, work: Callable[[sqlite3.Connection], T]) -> T:
+        """On the worker thread: `begin`, `work`, COMMIT (ROLLBACK on any error); sqlite3 errors become StoreError."""
+        try:
+            if begin is None:
+                return work(conn)
+            conn.execute(begin)
             try:
-                # IMMEDIATE takes the write lock up front, so read-then-write never deadlocks.
-                await conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-                try:
-                    yield conn
-                except BaseException:
-                    if conn.in_transaction:
-                        await conn.execute("ROLLBACK")
-                    raise
-                await conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise StoreError(f"SQLite store at {self._path}: {exc}") from exc
+                result = work(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return result
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite store at {self._path}: {exc}") from exc
+
+    # -- statements (worker thread) ---------------------------------------------------------
+    @staticmethod
+    def _one(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        return cast(sqlite3.Row | None, conn.execute(sql, params).fetchone())
 
     @staticmethod
-    async def _one(conn: aiosqlite.Connection, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
-        async with conn.execute(sql, params) as cursor:
-            return await cursor.fetchone()
-
-    @staticmethod
-    async def _all(conn: aiosqlite.Connection, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        return cast(list[sqlite3.Row], list(await conn.execute_fetchall(sql, params)))
+    def _all(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        return conn.execute(sql, params).fetchall()
 
     @classmethod
-    async def _scalar(cls, conn: aiosqlite.Connection, sql: str, params: Iterable[Any] = ()) -> int:
-        row = await cls._one(conn, sql, params)
+    def _scalar(cls, conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> int:
+        row = cls._one(conn, sql, params)
         return int(row[0]) if row is not None and row[0] is not None else 0
 
-    async def _count(self, table: str, agent_id: str) -> int:
-        async with self._transaction(write=False) as conn:
-            sql = f"SELECT count(*) FROM {table} WHERE agent_num = (SELECT num FROM agents WHERE id = ?)"
-            return await self._scalar(conn, sql, (agent_id,))
-
-    async def _agent_num(self, conn: aiosqlite.Connection, agent_id: str, *, required: bool) -> int | None:
-        row = await self._one(conn, "SELECT num FROM agents WHERE id = ?", (agent_id,))
+    @staticmethod
+    def _agent_num(conn: sqlite3.Connection, agent_id: str, *, required: bool) -> int | None:
+        row = conn.execute("SELECT num FROM agents WHERE id = ?", (agent_id,)).fetchone()
         if row is None and required:
             raise NotFoundError(f"no agent with id {agent_id!r}")
         return None if row is None else int(row[0])
 
+    @classmethod
+    def _decoded[R](
+        cls, conn: sqlite3.Connection, sql: str, params: Sequence[Any], decode: Callable[[sqlite3.Row], R | None]
+    ) -> list[R]:
+        """The rows of one SELECT, decoded; rows that cannot be read (`decode` warns) are left out."""
+        return [record for row in cls._all(conn, sql, params) if (record := decode(row)) is not None]
+
+    async def _select[R](self, sql: str, params: Sequence[Any], decode: Callable[[sqlite3.Row], R | None]) -> list[R]:
+        """A single-statement read: `_decoded` in autocommit."""
+        return await self._run("autocommit", lambda conn: self._decoded(conn, sql, params, decode))
+
+    async def _delete_rows(self, table: str, agent_id: str, where: str = "", params: Sequence[Any] = ()) -> int:
+        """Delete the agent's rows of `table` (that match `where`); an unknown agent raises NotFoundError."""
+
+        def delete(conn: sqlite3.Connection) -> int:
+            num = self._agent_num(conn, agent_id, required=True)
+            return conn.execute(f"DELETE FROM {table} WHERE agent_num = ? {where}", (num, *params)).rowcount
+
+        return await self._run("write", delete)
+
+    async def _count(self, table: str, agent_id: str) -> int:
+        sql = f"SELECT count(*) FROM {table} WHERE {_OF_AGENT}"
+        return await self._run("autocommit", lambda conn: self._scalar(conn, sql, (agent_id,)))
+
     # -- agents -----------------------------------------------------------------------------
     async def create_agent(self, agent: AgentRecord, blocks: Sequence[CoreBlock]) -> None:
-        async with self._transaction(write=True) as conn:
+        def insert(conn: sqlite3.Connection) -> None:
             row = agent_to_row(agent)
             try:
-                cursor = await conn.execute(
+                cursor = conn.execute(
                     f"INSERT INTO agents ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values())
                 )
             except sqlite3.IntegrityError as exc:
                 raise StoreError(f"an agent with id {agent.id!r} or name {agent.name!r} already exists") from exc
-            await conn.executemany(
+            conn.executemany(
                 'INSERT INTO core_blocks (agent_num, label, value, "limit", version, updated_at) VALUES (?,?,?,?,?,?)',
                 [(cursor.lastrowid, b.label, b.value, b.limit, b.version, to_us(b.updated_at)) for b in blocks],
             )
 
+        await self._run("write", insert)
+
     async def _agent_where(self, clause: str, value: object) -> AgentRecord | None:
-        async with self._transaction(write=False) as conn:
-            rows = await self._all(conn, f"SELECT * FROM agents WHERE {clause} ORDER BY num LIMIT 1", (value,))
-        return agent_from_row(rows[0]) if rows else None
+        sql = f"SELECT * FROM agents WHERE {clause} ORDER BY num LIMIT 1"
+        agents = await self._select(sql, (value,), agent_from_row)
+        return agents[0] if agents else None
 
     async def get_agent(self, agent_id: str) -> AgentRecord | None:
         return await self._agent_where("id = ?", agent_id)
@@ -187,11 +238,8 @@ class SQLiteStore:
         return await self._agent_where("conversation_key = ?", conversation_key)
 
     async def list_agents(self, *, offset: int = 0, limit: int = 100) -> list[AgentRecord]:
-        async with self._transaction(write=False) as conn:
-            rows = await self._all(
-                conn, "SELECT * FROM agents ORDER BY created_at, num LIMIT ? OFFSET ?", (max(limit, 0), max(offset, 0))
-            )
-        return [agent for agent in map(agent_from_row, rows) if agent is not None]
+        sql = "SELECT * FROM agents ORDER BY created_at, num LIMIT ? OFFSET ?"
+        return await self._select(sql, (max(limit, 0), max(offset, 0)), agent_from_row)
 
     async def update_agent(self, agent_id: str, update: AgentUpdate, *, expected_version: int) -> AgentRecord:
         changes: dict[str, object] = {}
@@ -199,53 +247,44 @@ class SQLiteStore:
             value = getattr(update, name)
             if value is not None:
                 changes[name] = to_us(value) if isinstance(value, datetime) else value
-        async with self._transaction(write=True) as conn:
-            row = await self._one(conn, "SELECT num, version FROM agents WHERE id = ?", (agent_id,))
+
+        def write(conn: sqlite3.Connection) -> AgentRecord:
+            row = self._one(conn, "SELECT num, version FROM agents WHERE id = ?", (agent_id,))
             if row is None:
                 raise NotFoundError(f"no agent with id {agent_id!r}")
             if row["version"] != expected_version:
                 raise VersionConflictError(f"agent {agent_id!r} is at version {row['version']}, not {expected_version}")
             assignments = "".join(f"{name} = ?, " for name in changes)  # names come from AgentUpdate's fields
-            await conn.execute(
+            conn.execute(
                 f"UPDATE agents SET {assignments}version = version + 1, updated_at = ? WHERE num = ?",
                 (*changes.values(), to_us(datetime.now(UTC)), row["num"]),
             )
-            rows = await self._all(conn, "SELECT * FROM agents WHERE num = ?", (row["num"],))
-        agent = agent_from_row(rows[0])
-        if agent is None:
-            raise StoreError(f"agent {agent_id!r} was updated but its row is unreadable")
-        return agent
+            agent = agent_from_row(self._all(conn, "SELECT * FROM agents WHERE num = ?", (row["num"],))[0])
+            if agent is None:
+                raise StoreError(f"agent {agent_id!r} was updated but its row is unreadable")
+            return agent
+
+        return await self._run("write", write)
 
     async def delete_agent(self, agent_id: str) -> None:
-        async with self._transaction(write=True) as conn:
-            await conn.execute("DELETE FROM agents WHERE id = ?", (agent_id,))  # cascades, triggers clean FTS
+        def delete(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM agents WHERE id = ?", (agent_id,))  # cascades, triggers clean FTS
+
+        await self._run("write", delete)
 
     # -- core memory ------------------------------------------------------------------------
     async def get_blocks(self, agent_id: str) -> list[CoreBlock]:
-        async with self._transaction(write=False) as conn:
-            rows = await self._all(
-                conn,
-                "SELECT b.* FROM core_blocks b JOIN agents a ON a.num = b.agent_num WHERE a.id = ? ORDER BY b.label",
-                (agent_id,),
-            )
-        return [block for row in rows if (block := block_from_row(agent_id, row)) is not None]
+        sql = "SELECT b.* FROM core_blocks b JOIN agents a ON a.num = b.agent_num WHERE a.id = ? ORDER BY b.label"
+        return await self._select(sql, (agent_id,), lambda row: block_from_row(agent_id, row))
 
     async def write_block(
-        self,
-        agent_id: str,
-        label: str,
-        value: str,
-        *,
-        limit: int,
-        expected_version: int,
-        messages: Sequence[NewMessage] = (),
-    ) -> CoreBlock:
+        self, agent_id: str, label: str, value: str, *, limit: int, expected_version: int, messages: Sequence[NewMessage] = ()
+    ) -> CoreBlock:  # fmt: skip
         now = datetime.now(UTC)
-        async with self._transaction(write=True) as conn:
-            num = cast(int, await self._agent_num(conn, agent_id, required=True))
-            row = await self._one(
-                conn, "SELECT version FROM core_blocks WHERE agent_num = ? AND label = ?", (num, label)
-            )
+
+        def write(conn: sqlite3.Connection) -> None:
+            num = cast(int, self._agent_num(conn, agent_id, required=True))
+            row = self._one(conn, "SELECT version FROM core_blocks WHERE agent_num = ? AND label = ?", (num, label))
             if expected_version == 0:
                 if row is not None:
                     raise VersionConflictError(f"block {label!r} of agent {agent_id!r} already exists")
@@ -255,90 +294,74 @@ class SQLiteStore:
                 raise VersionConflictError(
                     f"block {label!r} of agent {agent_id!r} is at version {row['version']}, not {expected_version}"
                 )
-            await conn.execute(
+            conn.execute(
                 'INSERT INTO core_blocks (agent_num, label, value, "limit", version, updated_at) VALUES (?,?,?,?,?,?) '
                 'ON CONFLICT (agent_num, label) DO UPDATE SET value = excluded.value, "limit" = excluded."limit", '
                 "version = excluded.version, updated_at = excluded.updated_at",
                 (num, label, value, limit, expected_version + 1, to_us(now)),
             )
-            await self._append(conn, num, agent_id, messages)
+            self._append(conn, num, agent_id, messages)
+
+        await self._run("write", write)
         return CoreBlock(
             agent_id=agent_id, label=label, value=value, limit=limit, version=expected_version + 1,
             updated_at=from_us(to_us(now)),
         )  # fmt: skip
 
     async def delete_blocks(self, agent_id: str) -> None:
-        async with self._transaction(write=True) as conn:
-            num = await self._agent_num(conn, agent_id, required=True)
-            await conn.execute("DELETE FROM core_blocks WHERE agent_num = ?", (num,))
+        await self._delete_rows("core_blocks", agent_id)
 
     # -- recall -----------------------------------------------------------------------------
-    async def _append(
-        self, conn: aiosqlite.Connection, num: int, agent_id: str, messages: Sequence[NewMessage]
+    @classmethod
+    def _append(
+        cls, conn: sqlite3.Connection, num: int, agent_id: str, messages: Sequence[NewMessage]
     ) -> list[StoredMessage]:
         """Insert inside the caller's write transaction: seqs continue from the highest stored one."""
         if not messages:
             return []
-        first = await self._scalar(conn, "SELECT max(seq) FROM messages WHERE agent_num = ?", (num,)) + 1
+        first = cls._scalar(conn, "SELECT max(seq) FROM messages WHERE agent_num = ?", (num,)) + 1
         if first + len(messages) > _LOW_MASK:
             raise StoreError(f"agent {agent_id!r} has run out of message sequence numbers")
-        rows = [message_to_row(num, seq, m) for seq, m in enumerate(messages, start=first)]
-        await conn.executemany(INSERT_MESSAGE, rows)
+        conn.executemany(INSERT_MESSAGE, [message_to_row(num, seq, m) for seq, m in enumerate(messages, start=first)])
         return [
             StoredMessage(agent_id=agent_id, seq=seq, **{**vars_of(m), "created_at": from_us(to_us(m.created_at))})
             for seq, m in enumerate(messages, start=first)
         ]
 
     async def append_messages(self, agent_id: str, messages: Sequence[NewMessage]) -> list[StoredMessage]:
-        async with self._transaction(write=True) as conn:
-            num = cast(int, await self._agent_num(conn, agent_id, required=True))
-            return await self._append(conn, num, agent_id, messages)
+        def append(conn: sqlite3.Connection) -> list[StoredMessage]:
+            num = cast(int, self._agent_num(conn, agent_id, required=True))
+            return self._append(conn, num, agent_id, messages)
 
-    @classmethod
-    async def _messages(
-        cls, conn: aiosqlite.Connection, agent_id: str, where: str, params: Sequence[Any], tail: str
-    ) -> list[StoredMessage]:
-        rows = await cls._all(
-            conn,
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE agent_num = (SELECT num FROM agents WHERE id = ?) "
-            f"AND {where} {tail}",
-            (agent_id, *params),
-        )
-        return [m for row in rows if (m := message_from_row(agent_id, row)) is not None]
+        return await self._run("write", append)
 
     async def get_messages(self, agent_id: str, *, from_seq: int = 1, limit: int | None = None) -> list[StoredMessage]:
-        tail = f"ORDER BY seq LIMIT {-1 if limit is None else max(limit, 0)}"
-        async with self._transaction(write=False) as conn:
-            return await self._messages(conn, agent_id, "seq >= ?", (from_seq,), tail)
+        sql = f"{_AGENT_MESSAGES} AND seq >= ? ORDER BY seq LIMIT {-1 if limit is None else max(limit, 0)}"
+        return await self._select(sql, (agent_id, from_seq), lambda row: message_from_row(agent_id, row))
 
     async def get_messages_before(self, agent_id: str, *, before_seq: int, limit: int) -> list[StoredMessage]:
-        async with self._transaction(write=False) as conn:
-            page = await self._messages(
-                conn, agent_id, "seq < ?", (before_seq,), f"ORDER BY seq DESC LIMIT {max(limit, 0)}"
-            )
+        sql = f"{_AGENT_MESSAGES} AND seq < ? ORDER BY seq DESC LIMIT {max(limit, 0)}"
+        page = await self._select(sql, (agent_id, before_seq), lambda row: message_from_row(agent_id, row))
         return page[::-1]
 
     async def delete_messages_from(self, agent_id: str, from_seq: int) -> int:
-        async with self._transaction(write=True) as conn:
-            num = await self._agent_num(conn, agent_id, required=True)
-            cursor = await conn.execute("DELETE FROM messages WHERE agent_num = ? AND seq >= ?", (num, from_seq))
-            return cursor.rowcount
+        return await self._delete_rows("messages", agent_id, "AND seq >= ?", (from_seq,))
 
     async def count_messages(self, agent_id: str) -> int:
         return await self._count("messages", agent_id)
 
-    async def _ranked(
-        self, conn: aiosqlite.Connection, fts: str, weights: str, match: str, bounds: tuple[int, int], extra: str,
+    def _ranked(
+        self, conn: sqlite3.Connection, fts: str, weights: str, match: str, bounds: tuple[int, int], extra: str,
         offset: int, limit: int,
     ) -> tuple[list[sqlite3.Row], int]:  # fmt: skip
         """(rowid, bm25) rows of one page, best first then newest first, and the total number of matches."""
         scan = f"FROM {fts} WHERE {fts} MATCH ? AND rowid BETWEEN ? AND ? {extra}"
         params = (match, *bounds)
-        total = await self._scalar(conn, f"SELECT count(*) {scan}", params)
+        total = self._scalar(conn, f"SELECT count(*) {scan}", params)
         end, window, page = min(offset + limit, total), self._rank_window, []
         for tier in range(offset // window, (end - 1) // window + 1) if offset < end else ():
             first = tier * window  # overall position of this window's first match
-            rows = await self._all(
+            rows = self._all(
                 conn,
                 f"SELECT id, score FROM (SELECT rowid AS id, bm25({fts}, {weights}) AS score {scan} "
                 f"ORDER BY rowid DESC LIMIT {window} OFFSET {first}) "  # skipped rows never reach bm25()
@@ -356,21 +379,22 @@ class SQLiteStore:
         if match is None or not codes:
             return [], 0
         extra = "" if len(codes) == len(ROLE_CODES) else f"AND (rowid & 3) IN ({', '.join(map(str, codes))})"
-        async with self._transaction(write=False) as conn:
-            num = await self._agent_num(conn, agent_id, required=False)
+
+        def search(conn: sqlite3.Connection) -> tuple[list[StoredMessage], int]:
+            num = self._agent_num(conn, agent_id, required=False)
             if num is None:
                 return [], 0
             bounds = message_rowid_range(num)
-            ranked, total = await self._ranked(
-                conn, "messages_fts", "1.0, 0.5", match, bounds, extra, max(offset, 0), limit
-            )
+            ranked, total = self._ranked(conn, "messages_fts", "1.0, 0.5", match, bounds, extra, max(offset, 0), limit)
             ids = [int(r["id"]) for r in ranked]
-            rows = await self._all(
+            rows = self._all(
                 conn, f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id IN ({','.join('?' * len(ids))})", ids
             )
-        by_id = {int(row["id"]): row for row in rows}
-        page = [message_from_row(agent_id, by_id[i]) for i in ids if i in by_id]
-        return [m for m in page if m is not None], total
+            by_id = {int(row["id"]): row for row in rows}
+            page = [message_from_row(agent_id, by_id[i]) for i in ids if i in by_id]
+            return [m for m in page if m is not None], total
+
+        return await self._run("read", search)
 
     async def messages_between(
         self, agent_id: str, start: datetime, end: datetime, *, offset: int = 0, limit: int = 5,
@@ -379,40 +403,35 @@ class SQLiteStore:
         wanted = sorted(set(roles))
         where = f"created_at >= ? AND created_at < ? AND role IN ({','.join('?' * len(wanted))})"
         params = (to_us(start), to_us(end), *wanted)
-        async with self._transaction(write=False) as conn:
-            total = await self._scalar(
-                conn,
-                f"SELECT count(*) FROM messages WHERE agent_num = (SELECT num FROM agents WHERE id = ?) AND {where}",
-                (agent_id, *params),
+
+        def read(conn: sqlite3.Connection) -> tuple[list[StoredMessage], int]:
+            total = self._scalar(
+                conn, f"SELECT count(*) FROM messages WHERE {_OF_AGENT} AND {where}", (agent_id, *params)
             )
             if total == 0 or limit <= 0:
                 return [], total
-            tail = f"ORDER BY created_at, seq LIMIT {limit} OFFSET {max(offset, 0)}"
-            return await self._messages(conn, agent_id, where, params, tail), total
+            sql = f"{_AGENT_MESSAGES} AND {where} ORDER BY created_at, seq LIMIT {limit} OFFSET {max(offset, 0)}"
+            return self._decoded(conn, sql, (agent_id, *params), lambda row: message_from_row(agent_id, row)), total
+
+        return await self._run("read", read)
 
     # -- archival ---------------------------------------------------------------------------
     async def insert_passages(self, agent_id: str, passages: Sequence[NewPassage]) -> list[str]:
-        async with self._transaction(write=True) as conn:
-            num = cast(int, await self._agent_num(conn, agent_id, required=True))
+        def insert(conn: sqlite3.Connection) -> list[str]:
+            num = cast(int, self._agent_num(conn, agent_id, required=True))
             lo, hi = passage_rowid_range(num)
-            first = max(
-                lo, await self._scalar(conn, "SELECT max(num) FROM passages WHERE num BETWEEN ? AND ?", (lo, hi))
-            )
+            first = max(lo, self._scalar(conn, "SELECT max(num) FROM passages WHERE num BETWEEN ? AND ?", (lo, hi)))
             if first + len(passages) >= hi:
                 raise StoreError(f"agent {agent_id!r} has run out of passage numbers")
             rows = [passage_to_row(num, first + 1 + i, p) for i, p in enumerate(passages)]
-            await conn.executemany(INSERT_PASSAGE, rows)
-        return [str(row[1]) for row in rows]
+            conn.executemany(INSERT_PASSAGE, rows)
+            return [str(row[1]) for row in rows]
+
+        return await self._run("write", insert)
 
     async def _passages(self, agent_id: str, where: str, params: Sequence[Any]) -> list[Passage]:
-        async with self._transaction(write=False) as conn:
-            rows = await self._all(
-                conn,
-                f"SELECT {_PASSAGE_COLUMNS} FROM passages WHERE agent_num = (SELECT num FROM agents WHERE id = ?) "
-                f"{where} ORDER BY num LIMIT ? OFFSET ?",
-                (agent_id, *params),
-            )
-        return [p for row in rows if (p := passage_from_row(agent_id, row, None)) is not None]
+        sql = f"SELECT {_PASSAGE_COLUMNS} FROM passages WHERE {_OF_AGENT} {where} ORDER BY num LIMIT ? OFFSET ?"
+        return await self._select(sql, (agent_id, *params), lambda row: passage_from_row(agent_id, row, None))
 
     async def list_passages(self, agent_id: str, *, offset: int = 0, limit: int = 100) -> list[Passage]:
         return await self._passages(agent_id, "", (max(limit, 0), max(offset, 0)))
@@ -420,11 +439,12 @@ class SQLiteStore:
     async def count_passages(self, agent_id: str) -> int:
         return await self._count("passages", agent_id)
 
-    async def _passages_by_num(
-        self, conn: aiosqlite.Connection, agent_id: str, nums: Sequence[int], scores: Sequence[float]
+    @classmethod
+    def _passages_by_num(
+        cls, conn: sqlite3.Connection, agent_id: str, nums: Sequence[int], scores: Sequence[float]
     ) -> list[Passage]:
         sql = f"SELECT {_PASSAGE_COLUMNS} FROM passages WHERE num IN ({','.join('?' * len(nums))})"
-        by_num = {int(r["num"]): r for r in await self._all(conn, sql, nums)}
+        by_num = {int(r["num"]): r for r in cls._all(conn, sql, nums)}
         page = (passage_from_row(agent_id, by_num[n], s) for n, s in zip(nums, scores, strict=True) if n in by_num)
         return [p for p in page if p is not None]
 
@@ -434,24 +454,27 @@ class SQLiteStore:
         match = match_expression(query)
         if match is None:
             return [], 0
-        async with self._transaction(write=False) as conn:
-            num = await self._agent_num(conn, agent_id, required=False)
+
+        def search(conn: sqlite3.Connection) -> tuple[list[Passage], int]:
+            num = self._agent_num(conn, agent_id, required=False)
             if num is None:
                 return [], 0
             bounds = passage_rowid_range(num)
-            ranked, total = await self._ranked(conn, "passages_fts", "1.0", match, bounds, "", max(offset, 0), limit)
+            ranked, total = self._ranked(conn, "passages_fts", "1.0", match, bounds, "", max(offset, 0), limit)
             nums, scores = [int(r["id"]) for r in ranked], [-float(r["score"]) for r in ranked]
-            page = await self._passages_by_num(conn, agent_id, nums, scores)
-        return page, total
+            return self._passages_by_num(conn, agent_id, nums, scores), total
+
+        return await self._run("read", search)
 
     async def search_passages_vector(
         self, agent_id: str, embedding: Sequence[float], *, embedding_model: str, offset: int = 0, limit: int = 5
     ) -> tuple[list[Passage], int]:
         query = np.frombuffer(unit_vector_bytes(embedding), dtype=np.float32)
-        async with self._transaction(write=False) as conn:
-            rows = await self._all(
+
+        def search(conn: sqlite3.Connection) -> tuple[list[Passage], int]:
+            rows = self._all(
                 conn,
-                "SELECT num, embedding FROM passages WHERE agent_num = (SELECT num FROM agents WHERE id = ?) "
+                f"SELECT num, embedding FROM passages WHERE {_OF_AGENT} "
                 "AND embedding_model = ? AND embedding IS NOT NULL ORDER BY num",
                 (agent_id, embedding_model),
             )
@@ -467,8 +490,9 @@ class SQLiteStore:
             nums = np.fromiter((int(r["num"]) for r in good), dtype=np.int64, count=total)
             top = np.argpartition(-scores, k - 1)[:k] if k < total else np.arange(total)
             best = top[np.lexsort((-nums[top], -scores[top]))][offset:k]  # best first, ties newest first
-            page = await self._passages_by_num(conn, agent_id, nums[best].tolist(), scores[best].tolist())
-        return page, total
+            return self._passages_by_num(conn, agent_id, nums[best].tolist(), scores[best].tolist()), total
+
+        return await self._run("read", search)
 
     async def passages_without_embedding(self, agent_id: str, embedding_model: str, *, limit: int) -> list[Passage]:
         where = "AND (embedding IS NULL OR embedding_model IS NOT ?)"
@@ -476,16 +500,22 @@ class SQLiteStore:
 
     async def set_passage_embedding(self, passage_id: str, embedding: Sequence[float], embedding_model: str) -> None:
         vector = unit_vector_bytes(embedding)
-        async with self._transaction(write=True) as conn:
-            cursor = await conn.execute(
+
+        def write(conn: sqlite3.Connection) -> None:
+            cursor = conn.execute(
                 "UPDATE passages SET embedding = ?, embedding_model = ?, dims = ? WHERE id = ?",
                 (vector, embedding_model, len(embedding), passage_id),
             )
             if cursor.rowcount == 0:
                 raise NotFoundError(f"no passage with id {passage_id!r}")
 
+        await self._run("write", write)
+
     async def delete_passages(self, agent_id: str) -> int:
-        async with self._transaction(write=True) as conn:
-            num = await self._agent_num(conn, agent_id, required=True)
-            cursor = await conn.execute("DELETE FROM passages WHERE agent_num = ?", (num,))
-            return cursor.rowcount
+        return await self._delete_rows("passages", agent_id)
+
+
+def _close_opened(opening: Future[sqlite3.Connection]) -> None:
+    """On the worker thread, after `_connect`: close the connection an abandoned open() made, if any."""
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().close()

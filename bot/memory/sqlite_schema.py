@@ -30,7 +30,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
-import aiosqlite
 import numpy as np
 
 from bot.errors import SchemaVersionError, StoreError
@@ -191,37 +190,40 @@ def passage_rowid_range(agent_num: int) -> tuple[int, int]:
     return base, base | _LOW_MASK
 
 
-async def _found_version(conn: aiosqlite.Connection, path: Path) -> int:
+def _found_version(conn: sqlite3.Connection, path: Path) -> int:
     """The schema version in the file: 0 for an empty database; reads only."""
     try:
-        tables = {row[0] for row in await conn.execute_fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()}
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path} is not a SQLite database ({exc}); membot left it untouched") from exc
     if "meta" not in tables:
         if tables:
             raise StoreError(f"{path} is a SQLite database but not a membot store; membot left it untouched")
         return 0
-    rows = list(await conn.execute_fetchall("SELECT value FROM meta WHERE key = 'schema_version'"))
+    rows = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
     try:
         return int(rows[0][0])
     except (IndexError, TypeError, ValueError) as exc:
         raise StoreError(f"{path}: the meta table has no valid schema_version; membot left it untouched") from exc
 
 
-async def prepare_schema(conn: aiosqlite.Connection, path: Path) -> None:
-    """Check the file's schema version, then create or migrate it; refuse a newer one untouched."""
-    found = await _found_version(conn, path)
+def prepare_schema(conn: sqlite3.Connection, path: Path) -> None:
+    """Check the file's schema version, then create or migrate it; refuse a newer one untouched.
+
+    Synchronous: it runs on the store's worker thread, the only thread that uses `conn`.
+    """
+    found = _found_version(conn, path)
     if found > SCHEMA_VERSION:
         raise SchemaVersionError(
             f"{path}: store schema version {found} found, this membot understands {SCHEMA_VERSION}; upgrade membot"
         )
     # Only now may anything write to the file (WAL mode rewrites the header).
-    await conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA journal_mode = WAL")
     if found == SCHEMA_VERSION:
         return
-    await conn.execute("BEGIN IMMEDIATE")
+    conn.execute("BEGIN IMMEDIATE")
     try:
-        found = await _found_version(conn, path)  # another process may have migrated meanwhile
+        found = _found_version(conn, path)  # another process may have migrated meanwhile
         if found > SCHEMA_VERSION:
             raise SchemaVersionError(
                 f"{path}: store schema version {found} found, this membot understands {SCHEMA_VERSION}"
@@ -230,16 +232,16 @@ async def prepare_schema(conn: aiosqlite.Connection, path: Path) -> None:
             if version not in MIGRATIONS:
                 raise StoreError(f"{path}: no migration from schema version {version}; membot left it untouched")
             for statement in MIGRATIONS[version]:
-                await conn.execute(statement)
-        await conn.execute(
+                conn.execute(statement)
+        conn.execute(
             "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (str(SCHEMA_VERSION),),
         )
-        await conn.execute("COMMIT")
+        conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
-            await conn.execute("ROLLBACK")
+            conn.execute("ROLLBACK")
         raise
 
 
