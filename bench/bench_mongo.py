@@ -5,6 +5,9 @@
 Without `--uri` it runs on a mongoeco wire server (pure Python, in this process's machine, its
 in-memory engine scanning without indexes): the figures say how the store's round trips and
 bm25 pipeline behave there, NOT how MongoDB performs. Point `--uri` at a real server to measure that.
+The wire server also loads slowly (tens of ms per message, growing with the collection, since it
+scans instead of using indexes): 10k messages take tens of minutes there and 100k is out of
+reach, so use e.g. `--sizes 1000 3000` on it and the default sizes on a real server.
 """
 
 from __future__ import annotations
@@ -13,16 +16,18 @@ import argparse
 import asyncio
 import random
 import statistics
+import subprocess
 import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from bot.memory.mongo import MongoStore
-from bot.memory.store import AgentRecord, NewMessage
+from bot.memory.mongo import MongoStore  # noqa: E402 - needs the path above
+from bot.memory.store import AgentRecord, NewMessage  # noqa: E402
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 VOCABULARY = [
@@ -163,7 +168,7 @@ def percentile(values: list[float], p: float) -> float:
 
 
 async def bench(uri: str, size: int, rnd: random.Random) -> dict[str, list[float]]:
-    store = MongoStore(uri, database=f"membot_bench_{uuid.uuid4().hex[:8]}", connect_timeout_s=10)
+    store = MongoStore(uri, database=f"membot_bench_{uuid.uuid4().hex[:8]}", connect_timeout_s=60)
     await store.open()
     try:
         agent = AgentRecord(
@@ -202,8 +207,19 @@ async def bench(uri: str, size: int, rnd: random.Random) -> dict[str, list[float
         await store.close()
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+async def run(uri: str, sizes: list[int]) -> list[tuple[str, str, float, float]]:
+    rnd, rows = random.Random(1), []
+    for size in sizes:
+        timings = await bench(uri, size, rnd)
+        for name, values in timings.items():
+            ms = [v * 1000 for v in values]
+            rows.append((f"{size:,}", name, statistics.median(ms), percentile(ms, 95)))
+            print(f"  {size:,} messages: {name} median {rows[-1][2]:.1f} ms, p95 {rows[-1][3]:.1f} ms", flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--uri", help="a real MongoDB (default: a mongoeco wire server)")
     args = parser.parse_args()
@@ -211,21 +227,20 @@ async def main() -> None:
     if args.uri:
         uri, label = args.uri, f"MongoDB at {args.uri.split('@')[-1]}"
     else:
-        from tests.contract.mongo_backend import WireServer
-
-        server = WireServer()
-        uri, label = server.start(), "mongoeco wire server, not MongoDB"
-    rnd = random.Random(1)
-    rows = []
+        # The wire server gets a process of its own: in this one it would share the GIL with the
+        # client, and pymongo's heartbeats would time out while it works.
+        code = "from tests.contract.mongo_backend import WireServer; import sys; print(WireServer().start(), flush=True); sys.stdin.read()"
+        server = subprocess.Popen(
+            [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT
+        )
+        assert server.stdout is not None
+        uri, label = server.stdout.readline().strip(), "mongoeco wire server, not MongoDB"
     try:
-        for size in args.sizes:
-            timings = await bench(uri, size, rnd)
-            for name, values in timings.items():
-                ms = [v * 1000 for v in values]
-                rows.append((f"{size:,}", name, statistics.median(ms), percentile(ms, 95)))
+        rows = asyncio.run(run(uri, args.sizes))
     finally:
         if server is not None:
-            server.stop()
+            server.terminate()
+            server.wait(timeout=10)
     print(f"\nMongoStore recall latency ({label}); 30 calls each, milliseconds")
     print(f"{'messages/agent':>15} {'operation':>10} {'median':>10} {'p95':>10}")
     for size_label, name, median, p95 in rows:
@@ -233,4 +248,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -1,0 +1,362 @@
+"""The MongoDB layout of the memory store: collections, indexes, document shapes, migrations.
+
+Collections (one database, `membot` by default)::
+
+    meta      {_id: "schema", version, terms_version, updated_at}
+    meta      {_id: "agents", created: n}   (creation order of agents)
+    agents    {_id: agent id, num: creation order, <AgentRecord fields>, counters: {...}}
+    blocks    {agent_id, label, value, limit, version, updated_at_us, pending?: {batch, first, last}}
+    messages  {agent_id, seq, role, content, ..., terms, name_terms, keys, length, batch}
+    passages  {_id: passage id, agent_id, seq, text, embedding (BinData float32), embedding_model, ...}
+
+Ids are only ever values (`_id`, `agent_id`), never field names, so `$` and `.` in an id are safe.
+Times are int64 microseconds since the Unix epoch in `*_us` fields: BSON dates keep milliseconds
+only, and the store must hand back exactly the datetime it was given.
+
+`counters` in an agent document drive seq allocation and crash-safe appends (see `mongo.py`):
+`<log>_allocated` is the last seq handed out, `<log>_committed` the last one readers may see,
+`<log>_count`/`<log>_length` the document count and term count bm25 needs. `<log>` is
+`messages` or `passages` (passages get a per-agent seq too: insertion order and the watermark).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pymongo import ASCENDING, UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
+
+from bot.memory.store import (
+    AgentRecord,
+    CoreBlock,
+    MessageRole,
+    NewMessage,
+    NewPassage,
+    Passage,
+    StoredMessage,
+    StoredToolCall,
+)
+from bot.memory.text_terms import TEXT_TERMS_VERSION, index_terms
+
+__all__ = [
+    "AGENTS",
+    "BLOCKS",
+    "INDEXES",
+    "MESSAGES",
+    "META",
+    "PASSAGES",
+    "SCHEMA_DOC_ID",
+    "IndexSpec",
+    "LogKind",
+    "agent_document",
+    "decode",
+    "from_us",
+    "message_document",
+    "migrate",
+    "passage_document",
+    "rebuild_counters",
+    "text_fields",
+    "to_us",
+]
+
+_log = logging.getLogger(__name__)
+
+META, AGENTS, BLOCKS, MESSAGES, PASSAGES = "meta", "agents", "blocks", "messages", "passages"
+SCHEMA_DOC_ID = "schema"
+LogKind = Literal["messages", "passages"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+
+def to_us(moment: datetime) -> int:
+    """Microseconds since the epoch; a naive datetime is taken as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // _US
+
+
+def from_us(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IndexSpec:
+    """One index the store's queries need (the tests check each query against these)."""
+
+    collection: str
+    name: str
+    keys: tuple[tuple[str, int], ...]
+    is_unique: bool = False
+
+
+INDEXES: tuple[IndexSpec, ...] = (
+    IndexSpec(collection=AGENTS, name="agents_by_name", keys=(("name", ASCENDING),), is_unique=True),
+    IndexSpec(collection=AGENTS, name="agents_by_conversation", keys=(("conversation_key", 1), ("num", 1))),
+    IndexSpec(collection=AGENTS, name="agents_by_creation", keys=(("created_at_us", 1), ("num", 1))),
+    IndexSpec(collection=BLOCKS, name="blocks_by_label", keys=(("agent_id", 1), ("label", 1)), is_unique=True),
+    IndexSpec(collection=MESSAGES, name="messages_by_seq", keys=(("agent_id", 1), ("seq", 1)), is_unique=True),
+    IndexSpec(collection=MESSAGES, name="messages_by_time", keys=(("agent_id", 1), ("created_at_us", 1), ("seq", 1))),
+    # Multikey: one key per distinct term; `seq` last so the watermark bound stays in the index.
+    IndexSpec(collection=MESSAGES, name="messages_by_term", keys=(("agent_id", 1), ("keys", 1), ("seq", 1))),
+    IndexSpec(collection=PASSAGES, name="passages_by_seq", keys=(("agent_id", 1), ("seq", 1)), is_unique=True),
+    IndexSpec(collection=PASSAGES, name="passages_by_term", keys=(("agent_id", 1), ("keys", 1), ("seq", 1))),
+    IndexSpec(
+        collection=PASSAGES, name="passages_by_model", keys=(("agent_id", 1), ("embedding_model", 1), ("seq", 1))
+    ),
+)
+
+
+# -- documents read back: validated, a bad one is skipped with a warning -------------------------
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+class _AgentDoc(_Doc):
+    id: str
+    name: str
+    conversation_key: str | None = None
+    persona_template: str
+    human_template: str
+    model: str
+    created_at_us: int
+    updated_at_us: int
+    summary: str = ""
+    context_start_seq: int = 1
+    is_pressure_warned: bool = False
+    last_user_message_at_us: int | None = None
+    is_paused: bool = False
+    heartbeats_paused_until_us: int | None = None
+    version: int = 1
+
+
+class _BlockDoc(_Doc):
+    agent_id: str
+    label: str
+    value: str
+    limit: int
+    version: int
+    updated_at_us: int
+
+
+class _ToolCallDoc(_Doc):
+    id: str
+    name: str
+    arguments: str
+
+
+class _MessageDoc(_Doc):
+    agent_id: str
+    seq: int
+    role: MessageRole
+    content: str
+    created_at_us: int
+    tokens: int
+    speaker_id: str | None = None
+    speaker_name: str | None = None
+    platform_message_id: str | None = None
+    tool_calls: list[_ToolCallDoc] = []
+    tool_call_id: str | None = None
+    tool_name: str | None = None
+
+
+class _PassageDoc(_Doc):
+    id: str
+    agent_id: str
+    text: str
+    created_at_us: int
+    embedding_model: str | None = None
+
+
+_TIME_FIELDS = ("created_at", "updated_at", "last_user_message_at", "heartbeats_paused_until")
+
+
+def _times(values: dict[str, Any]) -> dict[str, Any]:
+    """`*_us` ints back to datetimes, under the record's field names."""
+    out = dict(values)
+    for name in _TIME_FIELDS:
+        if f"{name}_us" in out:
+            us = out.pop(f"{name}_us")
+            out[name] = None if us is None else from_us(us)
+    return out
+
+
+def _to_agent(doc: dict[str, Any]) -> AgentRecord:
+    return AgentRecord(**_times(_AgentDoc.model_validate({**doc, "id": doc.get("_id")}).model_dump()))
+
+
+def _to_block(doc: dict[str, Any]) -> CoreBlock:
+    return CoreBlock(**_times(_BlockDoc.model_validate(doc).model_dump()))
+
+
+def _to_message(doc: dict[str, Any]) -> StoredMessage:
+    parsed = _MessageDoc.model_validate(doc)
+    values = _times(parsed.model_dump(exclude={"tool_calls"}))
+    calls = tuple(StoredToolCall(id=c.id, name=c.name, arguments=c.arguments) for c in parsed.tool_calls)
+    return StoredMessage(**values, tool_calls=calls)
+
+
+def _to_passage(doc: dict[str, Any]) -> Passage:
+    score = doc.get("score")
+    values = _times(_PassageDoc.model_validate({**doc, "id": doc.get("_id")}).model_dump())
+    return Passage(**values, score=float(score) if isinstance(score, (int, float)) else None)
+
+
+_DECODERS: dict[str, Any] = {AGENTS: _to_agent, BLOCKS: _to_block, MESSAGES: _to_message, PASSAGES: _to_passage}
+
+
+def decode[T](collection: str, doc: dict[str, Any], kind: type[T]) -> T | None:
+    """The record in `doc`, or None with a warning when someone edited it into the wrong shape."""
+    try:
+        record = _DECODERS[collection](doc)
+    except (ValidationError, TypeError, ValueError, OverflowError) as error:
+        # Never log the content: the ids and the broken fields are enough to find it.
+        fields = sorted({str(e["loc"][0]) for e in error.errors()} if isinstance(error, ValidationError) else set())
+        _log.warning(
+            "skipping a malformed %s document _id=%r agent_id=%r (bad fields: %s)",
+            collection,
+            doc.get("_id"),
+            doc.get("agent_id"),
+            ", ".join(fields) or type(error).__name__,
+        )
+        return None
+    assert isinstance(record, kind)
+    return record
+
+
+# -- documents written ---------------------------------------------------------------------------
+
+
+def agent_document(agent: AgentRecord) -> dict[str, Any]:
+    doc: dict[str, Any] = {"_id": agent.id}
+    for name in _AgentDoc.model_fields:
+        if name == "id":
+            continue
+        base = name.removesuffix("_us")
+        value = getattr(agent, base)
+        doc[name] = (None if value is None else to_us(value)) if name.endswith("_us") else value
+    doc["counters"] = {
+        f"{log}_{c}": 0 for log in ("messages", "passages") for c in ("allocated", "committed", "count", "length")
+    }
+    return doc
+
+
+def text_fields(text: str | None, name: str | None = None) -> dict[str, Any]:
+    """The search fields of one document: its terms, the speaker's terms, the distinct keys, the length."""
+    terms = index_terms(text)
+    name_terms = index_terms(name)
+    return {
+        "terms": terms,
+        "name_terms": name_terms,
+        "keys": sorted({*terms, *name_terms}),
+        "length": len(terms) + len(name_terms),
+        "terms_version": TEXT_TERMS_VERSION,
+    }
+
+
+def message_document(agent_id: str, m: NewMessage) -> dict[str, Any]:
+    """A new message as stored, without its seq (the append assigns it)."""
+    return {
+        "agent_id": agent_id,
+        "role": m.role,
+        "content": m.content,
+        "created_at_us": to_us(m.created_at),
+        "tokens": m.tokens,
+        "speaker_id": m.speaker_id,
+        "speaker_name": m.speaker_name,
+        "platform_message_id": m.platform_message_id,
+        "tool_calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in m.tool_calls],
+        "tool_call_id": m.tool_call_id,
+        "tool_name": m.tool_name,
+        **text_fields(m.content, m.speaker_name),
+    }
+
+
+def passage_document(agent_id: str, passage_id: str, p: NewPassage, embedding: dict[str, Any]) -> dict[str, Any]:
+    """A new passage as stored, without its seq; `embedding` holds the encoded vector fields."""
+    return {
+        "_id": passage_id,
+        "agent_id": agent_id,
+        "text": p.text,
+        "created_at_us": to_us(p.created_at),
+        "embedding_model": p.embedding_model,
+        **embedding,
+        **text_fields(p.text),
+    }
+
+
+# -- migrations ----------------------------------------------------------------------------------
+
+
+async def _reindex_text(db: AsyncDatabase[dict[str, Any]]) -> None:
+    """Recompute the terms of documents indexed by an older tokenizer (or none: version 0)."""
+    for collection, text_field, name_field in ((MESSAGES, "content", "speaker_name"), (PASSAGES, "text", None)):
+        stale = {"terms_version": {"$ne": TEXT_TERMS_VERSION}}
+        batch: list[UpdateOne] = []
+        async for doc in db[collection].find(stale, {text_field: 1, name_field or "_": 1}):
+            text, name = doc.get(text_field), doc.get(name_field) if name_field else None
+            fields = text_fields(text if isinstance(text, str) else None, name if isinstance(name, str) else None)
+            batch.append(UpdateOne({"_id": doc["_id"]}, {"$set": fields}))
+            if len(batch) >= 1000:
+                await db[collection].bulk_write(batch, ordered=False)
+                batch = []
+        if batch:
+            await db[collection].bulk_write(batch, ordered=False)
+
+
+async def rebuild_counters(db: AsyncDatabase[dict[str, Any]], agent_id: str) -> dict[str, int]:
+    """Derive an agent's counters from the documents it has, store and return them (a repair)."""
+    counters: dict[str, int] = {}
+    for log in ("messages", "passages"):
+        stats = await (
+            await db[log].aggregate(
+                [
+                    {"$match": {"agent_id": agent_id}},
+                    {"$group": {"_id": None, "n": {"$sum": 1}, "last": {"$max": "$seq"}, "len": {"$sum": "$length"}}},
+                ]
+            )
+        ).to_list()
+        row = stats[0] if stats else {}
+        last = row.get("last")
+        last = last if isinstance(last, int) else 0
+        counters |= {
+            f"{log}_allocated": last,
+            f"{log}_committed": last,
+            f"{log}_count": int(row.get("n") or 0),
+            f"{log}_length": int(row.get("len") or 0),
+        }
+    await db[AGENTS].update_one({"_id": agent_id}, {"$set": {"counters": counters}})
+    return counters
+
+
+async def _migrate_0_to_1(db: AsyncDatabase[dict[str, Any]]) -> None:
+    """Version 0 (pre-release builds, or documents restored by hand): no terms, no counters."""
+    await _reindex_text(db)
+    async for agent in db[AGENTS].find({}, {"_id": 1}):
+        await rebuild_counters(db, agent["_id"])
+
+
+#: Migration from version N to N + 1, keyed by N; each must be safe to run again if interrupted.
+MIGRATIONS = {0: _migrate_0_to_1}
+
+
+async def migrate(db: AsyncDatabase[dict[str, Any]], *, from_version: int, to_version: int) -> None:
+    for version in range(from_version, to_version):
+        _log.info("migrating the MongoDB memory store from schema %d to %d", version, version + 1)
+        await MIGRATIONS[version](db)
+        await db[META].update_one({"_id": SCHEMA_DOC_ID}, {"$set": {"version": version + 1}}, upsert=True)
+    if from_version == to_version:
+        # Same schema, older tokenizer: only the terms need rebuilding.
+        meta = await db[META].find_one({"_id": SCHEMA_DOC_ID})
+        if meta is not None and meta.get("terms_version") != TEXT_TERMS_VERSION:
+            _log.info("re-indexing search terms (tokenizer version %s)", TEXT_TERMS_VERSION)
+            await _reindex_text(db)
+    await db[META].update_one(
+        {"_id": SCHEMA_DOC_ID}, {"$set": {"version": to_version, "terms_version": TEXT_TERMS_VERSION}}, upsert=True
+    )
