@@ -4,11 +4,13 @@ closes them in reverse order. Only the CLI calls it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 from bot.agent.context import ContextWindow
 from bot.agent.directory import AgentDirectory
@@ -58,6 +60,34 @@ async def open_store(settings: Settings) -> AsyncIterator[MemoryStore]:
         yield store
     finally:
         await store.close()
+
+
+@asynccontextmanager
+async def open_store_url(url: str, *, database: str, must_exist: bool = False) -> AsyncIterator[MemoryStore]:
+    """A store named on the command line: `sqlite:PATH` or a `mongodb://` URI."""
+    store: MemoryStore
+    if url.startswith("sqlite:"):
+        path = _sqlite_path(url)
+        if must_exist and not await asyncio.to_thread(path.is_file):
+            raise ConfigError(f"{url}: no such SQLite file")
+        store = SQLiteStore(path)
+    elif url.startswith(("mongodb://", "mongodb+srv://")):
+        try:
+            from bot.memory.mongo import MongoStore
+        except ImportError as exc:
+            raise ConfigError("the MongoDB store needs pymongo: pip install 'membot[mongodb]'") from exc
+        store = MongoStore(url, database=database)
+    else:
+        raise ConfigError(f"{url!r}: name a store as sqlite:PATH or mongodb://HOST/...")
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def _sqlite_path(url: str) -> Path:
+    return Path(url.removeprefix("sqlite:").removeprefix("//")).expanduser()
 
 
 @asynccontextmanager

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -65,6 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("name")
     delete.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
 
+    migrate = commands.add_parser(
+        "migrate",
+        help="copy every agent and its memory from one store to another",
+        description="Copy every agent with its core, recall and archival memory from one store to another, "
+        "verified by counts. Stores are named sqlite:PATH or a mongodb:// / mongodb+srv:// URI.",
+    )
+    migrate.add_argument("--from", dest="source", required=True, metavar="STORE", help="sqlite:PATH or mongodb://...")
+    migrate.add_argument("--to", dest="target", required=True, metavar="STORE", help="sqlite:PATH or mongodb://...")
+    migrate.add_argument("--database", default="membot", help="MongoDB database name on either side (default: membot)")
+
     templates = commands.add_parser("templates", help="list persona and human templates")
     templates.add_argument("kind", choices=["persona", "human"])
     return parser
@@ -112,6 +121,8 @@ async def _dispatch(args: argparse.Namespace, settings: Any) -> int:
             )
         case "agents":
             return await commands.agents(settings, args.agents_command, vars(args))
+        case "migrate":
+            return await commands.migrate(args.source, args.target, database=args.database)
         case "templates":
             for name in commands.template_names(settings, args.kind):
                 print(name)
@@ -128,10 +139,6 @@ def _configure_logging(level: str, *, is_debug: bool) -> None:
     if not is_debug:
         for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "openai"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def dumps(data: Any) -> str:
-    return json.dumps(data, ensure_ascii=False, indent=1)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sys
 from pathlib import Path
@@ -138,9 +139,7 @@ async def agents(settings: Settings, action: str, args: dict[str, Any]) -> int:
             console.print(f"summary: {escape(agent.summary) or '(none)'}")
             return 0
         if action == "export":
-            from bot.cli import dumps
-
-            text = dumps(await app.directory.export(agent.id))
+            text = json.dumps(await app.directory.export(agent.id), ensure_ascii=False, indent=1)
             if args.get("out"):
                 out: Path = args["out"]
                 await asyncio.to_thread(out.write_text, text, encoding="utf-8")
@@ -155,6 +154,36 @@ async def agents(settings: Settings, action: str, args: dict[str, Any]) -> int:
             console.print(f"Deleted agent {escape(agent.name)}.")
             return 0
     return 2
+
+
+async def migrate(source_url: str, target_url: str, *, database: str) -> int:
+    """`membot migrate`: copy every agent from one store to another, with a progress bar."""
+    from rich.progress import Progress
+
+    from bot.app import open_store_url
+    from bot.memory.migrate import copy_store
+
+    console = Console(highlight=False, soft_wrap=True)
+    async with (
+        open_store_url(source_url, database=database, must_exist=True) as source,
+        open_store_url(target_url, database=database) as target,
+    ):
+        with Progress(console=console, disable=not console.is_terminal) as progress:
+            task = progress.add_task("copying agents", total=None)
+
+            def advance(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            report = await copy_store(source, target, on_progress=advance)
+    messages = sum(a.messages for a in report.agents)
+    passages = sum(a.passages for a in report.agents)
+    console.print(f"Copied {len(report.agents)} agents: {messages} messages and {passages} passages, counts verified.")
+    if report.embeddings_not_copied:
+        console.print(
+            f"[yellow]{report.embeddings_not_copied} passage embeddings could not be read from the source; "
+            "they are re-embedded on the next archival search.[/]"
+        )
+    return 0
 
 
 def template_names(settings: Settings, kind: Literal["persona", "human"]) -> list[str]:

@@ -147,3 +147,39 @@ async def test_a_target_with_one_of_the_agents_is_refused_untouched(
     with pytest.raises(StoreError, match=r"already has agent\(s\) 'agent\.\$2'"):
         await copy_store(sqlite_store, mongo_store)
     assert [a.id for a in await mongo_store.list_agents()] == ["agent.$2"]
+
+
+def test_membot_migrate_command_both_ways(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`membot migrate` end to end: sqlite -> mongodb -> sqlite, counts printed and verified."""
+    import asyncio
+    import uuid
+
+    from bot.cli import main
+    from bot.memory.sqlite import SQLiteStore
+    from tests.contract.mongo_backend import shared_uri
+
+    source = tmp_path / "source.sqlite3"
+
+    async def seed() -> None:
+        store = SQLiteStore(source)
+        await store.open()
+        try:
+            await fill(store)
+        finally:
+            await store.close()
+
+    asyncio.run(seed())
+    database = f"migrate_{uuid.uuid4().hex[:8]}"
+    uri = shared_uri()
+    monkeypatch.chdir(tmp_path)
+    assert main(["migrate", "--from", f"sqlite:{source}", "--to", uri, "--database", database]) == 0
+    assert "Copied 2 agents: 10 messages and 3 passages, counts verified." in capsys.readouterr().out
+    back = tmp_path / "back.sqlite3"
+    assert main(["migrate", "--from", uri, "--to", f"sqlite:{back}", "--database", database]) == 0
+    assert "Copied 2 agents: 10 messages and 3 passages" in capsys.readouterr().out
+    assert main(["migrate", "--from", f"sqlite:{tmp_path / 'missing.sqlite3'}", "--to", uri]) == 2
+    assert "no such SQLite file" in capsys.readouterr().err
+    assert main(["migrate", "--from", "postgres://x", "--to", uri]) == 2
+    assert "name a store as sqlite:PATH or mongodb://" in capsys.readouterr().err
