@@ -79,8 +79,8 @@ class TimedModel:
 
 
 class NullSink:
-    async def send(self, text: str) -> None:
-        pass
+    async def send(self, text: str) -> str | None:
+        return None
 
     async def typing(self) -> None:
         pass

@@ -4,13 +4,14 @@ a send_message reply (or a summary) to every request until killed."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import signal
 import sys
 import threading
 from typing import Any
 
-from tests.fakes.llm_server import Computed, FakeLLMServer, TextReply, ToolCallReply, tool_call
+from tests.fakes.llm_server import Computed, Delayed, FakeLLMServer, TextReply, ToolCallReply, tool_call
 
 
 def answer(body: dict[str, Any]) -> TextReply | ToolCallReply:
@@ -20,9 +21,15 @@ def answer(body: dict[str, Any]) -> TextReply | ToolCallReply:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
+    latency = parser.parse_args().latency
     server = FakeLLMServer(validate_requests=False)
     server.start()
-    server.enqueue(*[Computed(answer) for _ in range(200_000)])
+    if latency > 0:
+        server.enqueue(*[Computed(lambda body: Delayed(seconds=latency, then=answer(body))) for _ in range(200_000)])
+    else:
+        server.enqueue(*[Computed(answer) for _ in range(200_000)])
     print(server.base_url, flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -15,7 +15,8 @@ Three kinds of error, never mixed (see shared/STYLE.md §5)::
         ├── StoreError              the store is unreachable or refused an operation
         │   ├── SchemaVersionError  the store was written by a newer membot
         │   ├── NotFoundError       an agent (or other record) does not exist
-        │   └── VersionConflictError a compare-and-set write lost a race
+        │   ├── VersionConflictError a compare-and-set write lost a race
+        │   └── LeaseLostError      a write under a lease another replica has since taken
         └── LLMError                the LLM endpoint failed
             ├── LLMUnavailableError retries exhausted (429, 5xx, timeouts, connection)
             ├── LLMResponseError    the endpoint answered something unusable
@@ -35,6 +36,7 @@ __all__ = [
     "LLMError",
     "LLMResponseError",
     "LLMUnavailableError",
+    "LeaseLostError",
     "MembotError",
     "ModelFacingError",
     "NotFoundError",
@@ -100,6 +102,11 @@ class NotFoundError(StoreError):
 
 class VersionConflictError(StoreError):
     """Raised when a compare-and-set write finds a newer version than the one it read."""
+
+
+class LeaseLostError(StoreError):
+    """Raised when a memory write carries a fencing token older than the agent's current one:
+    this replica's lease expired and another replica runs the agent now."""
 
 
 class LLMError(OperatorError):

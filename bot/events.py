@@ -31,6 +31,11 @@ class InboundMessage:
     sent_at: datetime
     platform_message_id: str | None = None
     attachments: tuple[str, ...] = field(default_factory=tuple)
+    #: Where to answer, in the adapter's own terms (JSON: channel, thread, message ids); the
+    #: adapter's sink factory rebuilds a `ReplySink` from it, also after a restart.
+    reply_route: str = ""
+    #: A channel shared by several people: the agent sees each speaker's name and id.
+    is_shared_conversation: bool = False
 
 
 InterruptKind = Literal["heartbeat", "memory_warning", "reflection", "login"]
@@ -51,8 +56,11 @@ TurnInput = InboundMessage | Interrupt
 class ReplySink(Protocol):
     """The capability to answer in the conversation a turn came from (like Bolt's `say`)."""
 
-    async def send(self, text: str) -> None:
-        """Deliver one `send_message` to the user(s); the sink splits long text as its platform needs."""
+    async def send(self, text: str) -> str | None:
+        """Deliver one `send_message` to the user(s), splitting long text as its platform needs.
+
+        Returns the platform's id of the (first) message posted, when it has one, so the
+        runtime can record what was delivered and never post it twice."""
         ...
 
     async def typing(self) -> None:

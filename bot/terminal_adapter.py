@@ -58,8 +58,9 @@ class _TerminalSink:
         self._console = console
         self._name = agent_name
 
-    async def send(self, text: str) -> None:
+    async def send(self, text: str) -> str | None:
         self._console.print(f"[bold cyan]{escape(self._name)}>[/] {escape(text)}")
+        return None
 
     async def typing(self) -> None:
         pass

@@ -14,9 +14,10 @@ import pytest
 
 from bot.errors import SchemaVersionError, StoreError
 from bot.memory import sqlite_schema
+from bot.memory.runtime_store import InboxEntry
 from bot.memory.sqlite import SQLiteStore
-from bot.memory.sqlite_schema import match_expression
-from bot.memory.store import SCHEMA_VERSION, AgentRecord, CoreBlock, NewMessage, NewPassage, StoredToolCall
+from bot.memory.sqlite_schema import SCHEMA_VERSION, match_expression
+from bot.memory.store import AgentRecord, CoreBlock, NewMessage, NewPassage, StoredToolCall
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -124,6 +125,35 @@ async def test_an_older_schema_is_migrated_forward(tmp_path: Path, monkeypatch: 
         assert [m.content for m in await store.get_messages("agent-1")] == ["kept across the upgrade"]
     assert execute(path, "SELECT value FROM meta WHERE key = 'schema_version'") == [(str(SCHEMA_VERSION + 1),)]
     assert execute(path, "SELECT id, nickname FROM agents") == [("agent-1", None)]
+
+
+async def test_a_version_1_file_gains_the_runtime_tables_and_the_platform_id_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "membot.sqlite3"
+    with monkeypatch.context() as patch:
+        patch.setattr(sqlite_schema, "SCHEMA_VERSION", 1)
+        async with opened(path) as store:
+            await add_agent(store)
+            await store.append_messages("agent-1", [msg("hello", platform_message_id="d:1"), msg("no id")])
+    assert execute(path, "SELECT value FROM meta WHERE key = 'schema_version'") == [("1",)]
+    assert execute(path, "SELECT name FROM sqlite_master WHERE name IN ('inbox', 'messages_platform_id')") == []
+
+    async with opened(path) as store:
+        assert [m.content for m in await store.get_messages("agent-1")] == ["hello", "no id"]
+        assert await store.recorded_platform_ids("agent-1", ["d:1", "d:2"]) == {"d:1"}
+        entry = InboxEntry(id="e1", keys=("d:2",), agent_id="agent-1", payload="{}", received_at=T0)
+        assert await store.inbox_put(entry)
+        assert await store.inbox_pending() == [entry]
+        assert (await store.lease_acquire("agent-1", "r1", now=T0, expires_at=T0 + timedelta(minutes=1))) is not None
+        await store.schedule_heartbeat("agent-1", due_at=T0)
+        assert (await store.heartbeat_state("agent-1")) is not None
+    assert execute(path, "SELECT value FROM meta WHERE key = 'schema_version'") == [("2",)]
+    plan = execute(
+        path,
+        "EXPLAIN QUERY PLAN SELECT platform_message_id FROM messages WHERE agent_num = 1 AND platform_message_id = 'd:1'",
+    )
+    assert any("messages_platform_id" in str(step[-1]) for step in plan)
 
 
 async def test_a_schema_without_a_migration_path_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

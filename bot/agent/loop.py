@@ -179,12 +179,15 @@ class AgentLoop:
         reply: ReplySink,
         observer: TurnObserver | None = None,
         is_shared: bool = False,
+        is_reply_owed: bool | None = None,
     ) -> TurnResult:
         """Record `inputs` in recall, then step until the agent ends its turn.
 
         Several inbound messages (a burst, or a group chat) are recorded in order with their
         speakers and answered in one turn. LLM failures end the turn with a short apology to
-        the user and a system event in recall; the inputs are never lost.
+        the user and a system event in recall; the inputs are never lost. A reply is owed when
+        an input is a user message, or when `is_reply_owed` says so (a turn resumed after a
+        crash, whose messages are already in recall).
         """
         agent = await self._store.get_agent(agent_id)
         if agent is None:
@@ -195,7 +198,7 @@ class AgentLoop:
             agent_id=agent_id,
             reply=reply,
             observer=observer or _SilentObserver(),
-            is_owed=any(isinstance(i, InboundMessage) for i in inputs),
+            is_owed=is_reply_owed if is_reply_owed is not None else any(isinstance(i, InboundMessage) for i in inputs),
             is_shared=is_shared,
             result=TurnResult(),
         )

@@ -1,4 +1,5 @@
-"""`SQLiteStore`: the embedded `MemoryStore`, one stdlib sqlite3 connection in WAL mode.
+"""`SQLiteStore`: the embedded `MemoryStore` (and, through `SQLiteRuntimeStore`, `RuntimeStore`),
+one stdlib sqlite3 connection in WAL mode.
 
 Recall search is FTS5 over `messages_fts` (see `sqlite_schema` for the layout). An agent's
 messages are one rowid range, so FTS5 itself filters by agent (and, by rowid arithmetic, by
@@ -16,11 +17,15 @@ call and no caller sees another's uncommitted state. Writes run in BEGIN IMMEDIA
 up front, so read-then-write never deadlocks); reads of several statements that must agree (a page
 and its total) in one read transaction; single-statement reads in autocommit. A call cancelled
 while it waits is dropped; one cancelled while it runs still commits or rolls back whole.
+
+Every memory write of an agent runs through `_write_fenced` (see `sqlite_runtime`): refused with
+`LeaseLostError`, inside its transaction, when made under a lease another replica has since taken.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -28,11 +33,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import numpy as np
 
 from bot.errors import NotFoundError, StoreError, VersionConflictError
+from bot.memory.runtime_store import WRITE_FENCE
+from bot.memory.sqlite_runtime import Mode, SQLiteRuntimeStore, check_fence, delete_runtime_rows
 from bot.memory.sqlite_schema import (
     INSERT_MESSAGE,
     INSERT_PASSAGE,
@@ -46,6 +53,7 @@ from bot.memory.sqlite_schema import (
     message_from_row,
     message_rowid_range,
     message_to_row,
+    opt_str,
     passage_from_row,
     passage_rowid_range,
     passage_to_row,
@@ -78,13 +86,11 @@ _OF_AGENT = "agent_num = (SELECT num FROM agents WHERE id = ?)"
 _AGENT_MESSAGES = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE {_OF_AGENT}"
 _PASSAGE_COLUMNS = "num, id, text, created_at, embedding_model"
 _AGENT_FIELDS = {f.name for f in fields(AgentUpdate)}
-#: How `_run` wraps a call: no explicit transaction, a read transaction, or a write transaction.
-type _Mode = Literal["autocommit", "read", "write"]
-_BEGIN: dict[_Mode, str | None] = {"autocommit": None, "read": "BEGIN", "write": "BEGIN IMMEDIATE"}
+_BEGIN: dict[Mode, str | None] = {"autocommit": None, "read": "BEGIN", "write": "BEGIN IMMEDIATE"}
 
 
-class SQLiteStore:
-    """`MemoryStore` in one SQLite file (see the module docstring for the search and thread design)."""
+class SQLiteStore(SQLiteRuntimeStore):
+    """`MemoryStore` and `RuntimeStore` in one SQLite file (see the module docstring for the design)."""
 
     def __init__(self, path: Path, *, busy_timeout: float = 5.0, rank_window: int = 2_000) -> None:
         self._path = path
@@ -137,7 +143,7 @@ class SQLiteStore:
         worker.shutdown(wait=False)  # the thread exits once its queue is empty
         await asyncio.shield(asyncio.wrap_future(closing))
 
-    async def _run[T](self, mode: _Mode, work: Callable[[sqlite3.Connection], T]) -> T:
+    async def _run[T](self, mode: Mode, work: Callable[[sqlite3.Connection], T]) -> T:
         """`work` on the worker thread, alone on the connection, inside a transaction of `mode`."""
         conn, worker = self._conn, self._worker
         if conn is None or worker is None:
@@ -200,7 +206,7 @@ class SQLiteStore:
             num = self._agent_num(conn, agent_id, required=True)
             return conn.execute(f"DELETE FROM {table} WHERE agent_num = ? {where}", (num, *params)).rowcount
 
-        return await self._run("write", delete)
+        return await self._write_fenced(agent_id, delete)
 
     async def _count(self, table: str, agent_id: str) -> int:
         sql = f"SELECT count(*) FROM {table} WHERE {_OF_AGENT}"
@@ -264,11 +270,12 @@ class SQLiteStore:
                 raise StoreError(f"agent {agent_id!r} was updated but its row is unreadable")
             return agent
 
-        return await self._run("write", write)
+        return await self._write_fenced(agent_id, write)
 
     async def delete_agent(self, agent_id: str) -> None:
         def delete(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM agents WHERE id = ?", (agent_id,))  # cascades, triggers clean FTS
+            delete_runtime_rows(conn, agent_id)
 
         await self._run("write", delete)
 
@@ -302,7 +309,7 @@ class SQLiteStore:
             )
             self._append(conn, num, agent_id, messages)
 
-        await self._run("write", write)
+        await self._write_fenced(agent_id, write)
         return CoreBlock(
             agent_id=agent_id, label=label, value=value, limit=limit, version=expected_version + 1,
             updated_at=from_us(to_us(now)),
@@ -333,7 +340,7 @@ class SQLiteStore:
             num = cast(int, self._agent_num(conn, agent_id, required=True))
             return self._append(conn, num, agent_id, messages)
 
-        return await self._run("write", append)
+        return await self._write_fenced(agent_id, append)
 
     async def get_messages(self, agent_id: str, *, from_seq: int = 1, limit: int | None = None) -> list[StoredMessage]:
         sql = f"{_AGENT_MESSAGES} AND seq >= ? ORDER BY seq LIMIT {-1 if limit is None else max(limit, 0)}"
@@ -346,6 +353,15 @@ class SQLiteStore:
 
     async def delete_messages_from(self, agent_id: str, from_seq: int) -> int:
         return await self._delete_rows("messages", agent_id, "AND seq >= ?", (from_seq,))
+
+    async def recorded_platform_ids(self, agent_id: str, platform_message_ids: Sequence[str]) -> set[str]:
+        if not platform_message_ids:
+            return set()
+        sql = (
+            f"SELECT DISTINCT platform_message_id FROM messages WHERE {_OF_AGENT} "
+            "AND platform_message_id IN (SELECT value FROM json_each(?))"  # one parameter however many ids
+        )
+        return set(await self._select(sql, (agent_id, json.dumps(list(platform_message_ids))), lambda r: opt_str(r[0])))
 
     async def count_messages(self, agent_id: str) -> int:
         return await self._count("messages", agent_id)
@@ -427,7 +443,7 @@ class SQLiteStore:
             conn.executemany(INSERT_PASSAGE, rows)
             return [str(row[1]) for row in rows]
 
-        return await self._run("write", insert)
+        return await self._write_fenced(agent_id, insert)
 
     async def _passages(self, agent_id: str, where: str, params: Sequence[Any]) -> list[Passage]:
         sql = f"SELECT {_PASSAGE_COLUMNS} FROM passages WHERE {_OF_AGENT} {where} ORDER BY num LIMIT ? OFFSET ?"
@@ -499,9 +515,13 @@ class SQLiteStore:
         return await self._passages(agent_id, where, (embedding_model, max(limit, 0), 0))
 
     async def set_passage_embedding(self, passage_id: str, embedding: Sequence[float], embedding_model: str) -> None:
-        vector = unit_vector_bytes(embedding)
+        vector, fence = unit_vector_bytes(embedding), WRITE_FENCE.get()  # no agent id yet: checked by hand
 
         def write(conn: sqlite3.Connection) -> None:
+            if fence is not None:  # the passage's agent, to compare with the fence's
+                sql = "SELECT a.id FROM passages p JOIN agents a ON a.num = p.agent_num WHERE p.id = ?"
+                if (owner := self._one(conn, sql, (passage_id,))) is not None:
+                    check_fence(conn, str(owner[0]), fence)
             cursor = conn.execute(
                 "UPDATE passages SET embedding = ?, embedding_model = ?, dims = ? WHERE id = ?",
                 (vector, embedding_model, len(embedding), passage_id),

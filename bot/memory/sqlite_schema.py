@@ -15,6 +15,12 @@ Layout decisions (the "why" lives here, next to the DDL):
   (which also fire on the ON DELETE CASCADE from `agents`), with the default `detail=full`:
   bm25() measured several times slower on `detail=column` tables.
 - Times are INTEGER microseconds since the Unix epoch, UTC.
+- Version 2 adds the runtime's coordination tables (`inbox`, `inbox_keys`, `leases`,
+  `heartbeats`; see `sqlite_runtime`). They key on the agent's string id with no foreign key
+  to `agents`: an event may be stored for an agent that is being created or was just deleted,
+  and `delete_agent` removes them explicitly. An entry's keys are a separate table so that one
+  UNIQUE index refuses a key taken by any entry; they are also kept, in order, as JSON on the
+  entry for reading back.
 """
 
 from __future__ import annotations
@@ -34,7 +40,6 @@ import numpy as np
 
 from bot.errors import SchemaVersionError, StoreError
 from bot.memory.store import (
-    SCHEMA_VERSION,
     AgentRecord,
     CoreBlock,
     MessageRole,
@@ -170,8 +175,55 @@ _SCHEMA_V1: tuple[str, ...] = (
     END""",
 )
 
+_SCHEMA_V2: tuple[str, ...] = (
+    # recorded_platform_ids. Most messages (the agent's own, function results) have no platform id.
+    "CREATE INDEX messages_platform_id ON messages (agent_num, platform_message_id) "
+    "WHERE platform_message_id IS NOT NULL",
+    """CREATE TABLE inbox (
+        num INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        agent_id TEXT NOT NULL,
+        keys TEXT NOT NULL DEFAULT '[]',
+        payload TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'done', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        replies TEXT NOT NULL DEFAULT '[]',
+        error TEXT
+    )""",
+    # One agent's pending entries oldest first (ties by num, the implicit last column); delete_agent.
+    "CREATE INDEX inbox_agent ON inbox (agent_id, status, received_at)",
+    "CREATE INDEX inbox_pending ON inbox (received_at) WHERE status = 'pending'",
+    "CREATE INDEX inbox_finished ON inbox (received_at) WHERE status <> 'pending'",
+    """CREATE TABLE inbox_keys (
+        key TEXT PRIMARY KEY,
+        entry_num INTEGER NOT NULL REFERENCES inbox (num) ON DELETE CASCADE
+    ) WITHOUT ROWID""",
+    "CREATE INDEX inbox_keys_entry ON inbox_keys (entry_num)",
+    """CREATE TABLE leases (
+        agent_id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        token INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+    """CREATE TABLE heartbeats (
+        agent_id TEXT PRIMARY KEY,
+        due_at INTEGER,
+        claimed_by TEXT,
+        claimed_until INTEGER,
+        last_fired_at INTEGER,
+        budget_day TEXT,
+        tokens_spent INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID""",
+    "CREATE INDEX heartbeats_due ON heartbeats (due_at) WHERE due_at IS NOT NULL",
+)
+
+#: The version of this file's layout. SQLite's own: MongoDB versions its database separately
+#: (`bot.memory.store.SCHEMA_VERSION`), and neither store reads the other's number.
+SCHEMA_VERSION = 2
+
 #: Statements that take a database from version N (the key) to N + 1; 0 is an empty file.
-MIGRATIONS: dict[int, tuple[str, ...]] = {0: _SCHEMA_V1}
+MIGRATIONS: dict[int, tuple[str, ...]] = {0: _SCHEMA_V1, 1: _SCHEMA_V2}
 
 
 def message_rowid_range(agent_num: int) -> tuple[int, int]:

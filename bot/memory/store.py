@@ -244,6 +244,11 @@ class MemoryStore(Protocol):
         """Delete messages with seq >= from_seq (the terminal's `/pop` and `/retry`); returns the count."""
         ...
 
+    async def recorded_platform_ids(self, agent_id: str, platform_message_ids: Sequence[str]) -> set[str]:
+        """Which of these platform message ids recall already holds for the agent (so a turn
+        resumed after a crash does not store its messages twice)."""
+        ...
+
     async def count_messages(self, agent_id: str) -> int:
         """How many messages recall holds for this agent."""
         ...

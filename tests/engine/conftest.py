@@ -34,8 +34,9 @@ class RecordingSink:
         self.sent: list[str] = []
         self.typing_calls = 0
 
-    async def send(self, text: str) -> None:
+    async def send(self, text: str) -> str | None:
         self.sent.append(text)
+        return f"reply-{len(self.sent)}"
 
     async def typing(self) -> None:
         self.typing_calls += 1

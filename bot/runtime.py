@@ -1,0 +1,481 @@
+"""The runtime: many agents at once, one turn at a time each, nothing lost or doubled.
+
+    adapter ──submit──> inbox (store) ──wake──> mailbox(agent) ──lease──> AgentLoop.run_turn
+                                                      ^
+    scheduler ──heartbeat(due)────────────────────────┘
+
+- Every event is written to the inbox under its platform keys *before* the adapter
+  acknowledges it; a duplicate key drops the event there.
+- Each agent with work has a mailbox task in this process. It claims the agent's lease in
+  the store (so no other replica runs the agent), takes *all* of the agent's pending inbox
+  entries (whichever replica received them) as one turn, and marks them done. User messages
+  go before heartbeats; a burst becomes one turn with every speaker kept.
+- Memory writes during a turn carry the lease's fencing token (`WRITE_FENCE`), so a replica
+  that froze past its lease cannot overwrite what the new holder wrote.
+- Replies are recorded on the inbox entry as they are delivered: after a crash, an entry
+  that got its reply is closed, not answered again; one that did not is run again, and
+  its messages (recorded by platform id) are not stored twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from bot.agent.loop import AgentLoop, TurnResult
+from bot.agent.model import ChatMessage, ChatModel, Completion, ToolSchema
+from bot.errors import AgentPausedError, LeaseLostError, NotFoundError, StoreError
+from bot.events import InboundMessage, Interrupt, ReplySink
+from bot.memory.runtime_store import WRITE_FENCE, DueHeartbeat, Fence, InboxEntry, Lease, RuntimeStore
+from bot.memory.store import MemoryStore
+
+__all__ = [
+    "LimitedChatModel",
+    "Runtime",
+    "RuntimeOptions",
+    "RuntimeStats",
+    "SinkFactory",
+    "Store",
+    "decode_message",
+    "encode_message",
+]
+
+_log = logging.getLogger(__name__)
+
+
+class Store(MemoryStore, RuntimeStore, Protocol):
+    """What the runtime needs: memory and coordination in one store."""
+
+
+SinkFactory = Callable[[InboundMessage], ReplySink]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RuntimeOptions:
+    """How the runtime shares work; every value has a setting in `bot.config`."""
+
+    #: This replica's name in leases and claims (unique per process).
+    owner: str = field(default_factory=lambda: f"membot-{uuid.uuid4().hex[:12]}")
+    lease_ttl: timedelta = timedelta(seconds=60)
+    #: Pause between tries while another replica holds an agent that has work here.
+    lease_retry_s: float = 1.0
+    max_turn_inputs: int = 20
+    #: How long `submit` keeps retrying while the store is unreachable.
+    store_wait_s: float = 60.0
+    reflection_idle: timedelta = timedelta(minutes=30)
+    reflection_min_period: timedelta = timedelta(hours=6)
+    reflection_jitter: timedelta = timedelta(minutes=5)
+
+
+@dataclass(slots=True)
+class RuntimeStats:
+    """Counters and gauges the operations issue exports as metrics."""
+
+    turns: int = 0
+    turns_failed: int = 0
+    turns_in_flight: int = 0
+    duplicates_dropped: int = 0
+    lease_waits: int = 0
+    leases_lost: int = 0
+    heartbeats_fired: int = 0
+    heartbeats_skipped: int = 0
+    prompt_tokens: dict[str, int] = field(default_factory=dict)
+    completion_tokens: dict[str, int] = field(default_factory=dict)
+
+    def count_tokens(self, agent_id: str, result: TurnResult) -> None:
+        self.prompt_tokens[agent_id] = self.prompt_tokens.get(agent_id, 0) + result.prompt_tokens
+        self.completion_tokens[agent_id] = self.completion_tokens.get(agent_id, 0) + result.completion_tokens
+
+
+class LimitedChatModel:
+    """A global cap on concurrent LLM calls. `asyncio.Semaphore` wakes waiters in FIFO order,
+    so agents are served in the order their calls arrive: a busy agent cannot starve others."""
+
+    def __init__(self, inner: ChatModel, *, max_concurrent: int) -> None:
+        self._inner = inner
+        self._slots = asyncio.Semaphore(max_concurrent)
+        #: Calls queued for a slot, and calls running: the LLM queue depth for metrics.
+        self.waiting = 0
+        self.in_flight = 0
+
+    @property
+    def model_name(self) -> str:
+        return self._inner.model_name
+
+    async def complete(self, messages: Sequence[ChatMessage], *, tools: Sequence[ToolSchema]) -> Completion:
+        self.waiting += 1
+        async with self._slots:
+            self.waiting -= 1
+            self.in_flight += 1
+            try:
+                return await self._inner.complete(messages, tools=tools)
+            finally:
+                self.in_flight -= 1
+
+
+@dataclass(slots=True)
+class _Mailbox:
+    agent_id: str
+    task: asyncio.Task[None] | None = None
+    heartbeat: DueHeartbeat | None = None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class _RecordingSink:
+    """Delivers through the platform's sink and records each delivery on the inbox entry."""
+
+    def __init__(self, inner: ReplySink, store: RuntimeStore, entry_id: str) -> None:
+        self._inner = inner
+        self._store = store
+        self._entry_id = entry_id
+
+    async def send(self, text: str) -> str | None:
+        reply_id = await self._inner.send(text)
+        await self._store.inbox_record_reply(self._entry_id, reply_id or "delivered")
+        return reply_id
+
+    async def typing(self) -> None:
+        await self._inner.typing()
+
+
+class _QuietSink:
+    """Heartbeats between sessions talk to no one unless proactive messages are allowed."""
+
+    async def send(self, text: str) -> str | None:
+        _log.info("a reflection heartbeat produced a message; proactive messages are off, so it was not sent")
+        return None
+
+    async def typing(self) -> None:
+        pass
+
+
+class Runtime:
+    """Per-agent mailboxes over one store and one agent loop."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        loop: AgentLoop,
+        sinks: Mapping[str, SinkFactory],
+        options: RuntimeOptions | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        rng: random.Random | None = None,
+    ) -> None:
+        self._store = store
+        self._loop = loop
+        self._sinks = dict(sinks)
+        self._options = options or RuntimeOptions()
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._mailboxes: dict[str, _Mailbox] = {}
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._is_accepting = False
+        self.stats = RuntimeStats()
+
+    @property
+    def owner(self) -> str:
+        return self._options.owner
+
+    @property
+    def queue_depth(self) -> int:
+        """Agents with work waiting or running in this process."""
+        return len(self._mailboxes)
+
+    async def wait_idle(self) -> None:
+        """Return once no agent has work waiting or running in this process."""
+        await self._idle.wait()
+
+    def register_sink(self, platform: str, factory: SinkFactory) -> None:
+        """How to answer on `platform` (adapters register theirs at start-up)."""
+        self._sinks[platform] = factory
+
+    async def start(self) -> None:
+        """Accept events, and resume every entry left pending by a crash or a redeploy."""
+        self._is_accepting = True
+        pending = await self._store.inbox_pending(limit=10_000)
+        for agent_id in dict.fromkeys(entry.agent_id for entry in pending):
+            self._wake(agent_id)
+        if pending:
+            _log.info("resuming %d pending inbox entries for %d agents", len(pending), len(self._mailboxes))
+
+    async def submit(self, agent_id: str, message: InboundMessage, *, keys: Sequence[str]) -> bool:
+        """Store the event under its platform keys, then queue it. False for a duplicate.
+
+        Returns once the event is durable: the adapter acknowledges the platform after this.
+        Retries while the store is unreachable, up to `store_wait_s`."""
+        if not self._is_accepting:
+            raise StoreError("the runtime is shutting down and takes no new events")
+        entry = InboxEntry(
+            id=uuid.uuid4().hex,
+            keys=tuple(keys) or (f"{message.platform}:{uuid.uuid4().hex}",),
+            agent_id=agent_id,
+            payload=encode_message(message),
+            received_at=self._clock(),
+        )
+        is_new = await self._with_store_retries(lambda: self._store.inbox_put(entry))
+        if not is_new:
+            self.stats.duplicates_dropped += 1
+            _log.info("dropped a duplicate event for agent %s (keys %s)", agent_id, ", ".join(entry.keys))
+            return False
+        self._wake(agent_id)
+        return True
+
+    def heartbeat(self, due: DueHeartbeat) -> None:
+        """Queue a claimed reflection heartbeat; it runs only when no user message is waiting."""
+        mailbox = self._mailboxes.get(due.agent_id) or self._new_mailbox(due.agent_id)
+        mailbox.heartbeat = due
+        self._wake(due.agent_id)
+
+    async def stop(self, *, deadline_s: float = 30.0) -> None:
+        """Take no new events, let running turns finish within the deadline, then cancel the
+        rest (their entries stay pending in the inbox for the next start) and release leases."""
+        self._is_accepting = False
+        tasks = [m.task for m in self._mailboxes.values() if m.task is not None]
+        if not tasks:
+            return
+        _done, pending = await asyncio.wait(tasks, timeout=deadline_s)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+            _log.warning("shutdown deadline passed: %d turns were interrupted and stay pending", len(pending))
+
+    # -- mailboxes --------------------------------------------------------------------------
+    def _new_mailbox(self, agent_id: str) -> _Mailbox:
+        mailbox = _Mailbox(agent_id=agent_id)
+        self._mailboxes[agent_id] = mailbox
+        self._idle.clear()
+        return mailbox
+
+    def _wake(self, agent_id: str) -> None:
+        mailbox = self._mailboxes.get(agent_id) or self._new_mailbox(agent_id)
+        mailbox.wake.set()
+        if mailbox.task is None or mailbox.task.done():
+            mailbox.task = asyncio.create_task(self._drain(mailbox), name=f"membot-agent-{agent_id}")
+
+    async def _drain(self, mailbox: _Mailbox) -> None:
+        """Run the agent's work until none is left, holding its lease while it runs."""
+        while self._is_accepting:
+            mailbox.wake.clear()
+            try:
+                is_busy = await self._drain_once(mailbox)
+            except StoreError as exc:
+                _log.warning("agent %s: store unavailable (%s); its events stay in the inbox", mailbox.agent_id, exc)
+                is_busy = True
+                await asyncio.sleep(self._retry_delay())
+            if not is_busy and not mailbox.wake.is_set():
+                break
+        # No await between the last check and here, so a concurrent `_wake` either saw this
+        # task still running (and set `wake`, checked above) or finds the mailbox gone.
+        if mailbox.heartbeat is None and self._mailboxes.get(mailbox.agent_id) is mailbox:
+            del self._mailboxes[mailbox.agent_id]
+            if not self._mailboxes:
+                self._idle.set()
+
+    async def _drain_once(self, mailbox: _Mailbox) -> bool:
+        """One turn if this replica can take the agent; True while work may remain."""
+        lease = await self._acquire(mailbox.agent_id)
+        if lease is None:
+            if not await self._has_work(mailbox):
+                return False
+            # Another replica runs the agent; it takes our entries from the inbox too. Look
+            # again shortly in case it finished before they were stored.
+            self.stats.lease_waits += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(mailbox.wake.wait(), self._retry_delay())
+            return True
+        try:
+            return await self._work_under(lease, mailbox)
+        finally:
+            with contextlib.suppress(StoreError):
+                await self._store.lease_release(lease)
+
+    async def _has_work(self, mailbox: _Mailbox) -> bool:
+        return mailbox.heartbeat is not None or bool(
+            await self._store.inbox_pending(agent_id=mailbox.agent_id, limit=1)
+        )
+
+    async def _acquire(self, agent_id: str) -> Lease | None:
+        now = self._clock()
+        return await self._store.lease_acquire(
+            agent_id, self._options.owner, now=now, expires_at=now + self._options.lease_ttl
+        )
+
+    async def _work_under(self, lease: Lease, mailbox: _Mailbox) -> bool:
+        """One turn under `lease`: the pending user entries if any, else the heartbeat."""
+        renewer = asyncio.create_task(self._keep_renewed(lease))
+        fence = WRITE_FENCE.set(Fence(agent_id=lease.agent_id, token=lease.token))
+        try:
+            entries = await self._store.inbox_pending(agent_id=lease.agent_id, limit=self._options.max_turn_inputs)
+            if entries:
+                if mailbox.heartbeat is not None:
+                    # A user message pre-empts the pending reflection; it will be rescheduled.
+                    self.stats.heartbeats_skipped += 1
+                    mailbox.heartbeat = None
+                await self._run_entries(lease.agent_id, entries)
+                return True
+            if mailbox.heartbeat is not None:
+                due, mailbox.heartbeat = mailbox.heartbeat, None
+                await self._run_heartbeat(due)
+                return True
+            return False
+        except LeaseLostError:
+            self.stats.leases_lost += 1
+            _log.warning("agent %s: lease lost mid-turn; another replica carries on", lease.agent_id)
+            return False
+        finally:
+            WRITE_FENCE.reset(fence)
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+
+    async def _keep_renewed(self, lease: Lease) -> None:
+        interval = self._options.lease_ttl.total_seconds() / 3
+        while True:
+            await asyncio.sleep(interval)
+            renewed = await self._store.lease_renew(lease, expires_at=self._clock() + self._options.lease_ttl)
+            if renewed is None:
+                _log.warning("agent %s: could not renew the lease; writes will be refused", lease.agent_id)
+                return
+
+    async def _run_entries(self, agent_id: str, entries: list[InboxEntry]) -> None:
+        answered = [e.id for e in entries if e.replies]
+        if answered:
+            # Delivered before a crash: closing them is the only way never to answer twice.
+            await self._store.inbox_finish(answered, status="done")
+            entries = [e for e in entries if not e.replies]
+            if not entries:
+                return
+        messages = [decode_message(e.payload) for e in entries]
+        recorded = await self._store.recorded_platform_ids(
+            agent_id, [m.platform_message_id for m in messages if m.platform_message_id]
+        )
+        fresh = [m for m in messages if m.platform_message_id not in recorded]
+        latest = messages[-1]
+        factory = self._sinks.get(latest.platform)
+        if factory is None:
+            await self._store.inbox_finish([e.id for e in entries], status="failed", error="no adapter for platform")
+            _log.error("agent %s: no adapter registered for platform %r", agent_id, latest.platform)
+            return
+        sink = _RecordingSink(factory(latest), self._store, entries[-1].id)
+        ids = [e.id for e in entries]
+        self.stats.turns_in_flight += 1
+        try:
+            result = await self._loop.run_turn(
+                agent_id,
+                fresh,
+                reply=sink,
+                is_shared=latest.is_shared_conversation,
+                is_reply_owed=True,
+            )
+        except (NotFoundError, AgentPausedError) as exc:
+            await self._store.inbox_finish(ids, status="failed", error=str(exc))
+            _log.info("agent %s: %d events not run: %s", agent_id, len(ids), exc)
+            return
+        finally:
+            self.stats.turns_in_flight -= 1
+        self.stats.turns += 1
+        self.stats.count_tokens(agent_id, result)
+        if result.is_failed:
+            self.stats.turns_failed += 1
+        await self._store.inbox_finish(ids, status="failed" if result.is_failed else "done", error=result.error)
+        await self._schedule_reflection(agent_id)
+
+    async def _run_heartbeat(self, due: DueHeartbeat) -> None:
+        interrupt = Interrupt(
+            kind="reflection",
+            reason=(
+                "quiet time. Review the conversation since your last reflection: update core memory, "
+                "archive facts worth keeping, and leave yourself notes. Message no one."
+            ),
+            at=self._clock(),
+        )
+        self.stats.turns_in_flight += 1
+        try:
+            result = await self._loop.run_turn(due.agent_id, [interrupt], reply=_QuietSink())
+        except (NotFoundError, AgentPausedError) as exc:
+            self.stats.heartbeats_skipped += 1
+            _log.info("agent %s: heartbeat skipped: %s", due.agent_id, exc)
+            await self._store.finish_heartbeat(due, fired_at=self._clock(), tokens=0)
+            return
+        finally:
+            self.stats.turns_in_flight -= 1
+        self.stats.heartbeats_fired += 1
+        self.stats.count_tokens(due.agent_id, result)
+        await self._store.finish_heartbeat(
+            due, fired_at=self._clock(), tokens=result.prompt_tokens + result.completion_tokens
+        )
+
+    async def _schedule_reflection(self, agent_id: str) -> None:
+        """After new activity, reflect once the agent has been quiet a while (at most once per period)."""
+        options = self._options
+        now = self._clock()
+        jitter = timedelta(seconds=self._rng.uniform(0, options.reflection_jitter.total_seconds()))
+        due = now + options.reflection_idle + jitter
+        state = await self._store.heartbeat_state(agent_id)
+        if state is not None and state.last_fired_at is not None:
+            due = max(due, state.last_fired_at + options.reflection_min_period)
+        await self._store.schedule_heartbeat(agent_id, due_at=due)
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _retry_delay(self) -> float:
+        base = self._options.lease_retry_s
+        return base * self._rng.uniform(0.5, 1.5)
+
+    async def _with_store_retries(self, call: Callable[[], Awaitable[bool]]) -> bool:
+        deadline = asyncio.get_running_loop().time() + self._options.store_wait_s
+        delay = 0.2
+        while True:
+            try:
+                return await call()
+            except StoreError as exc:
+                if isinstance(exc, LeaseLostError) or asyncio.get_running_loop().time() + delay > deadline:
+                    raise
+                _log.warning("store unavailable (%s); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+
+def encode_message(message: InboundMessage) -> str:
+    """An `InboundMessage` as the inbox stores it."""
+    return json.dumps(
+        {
+            "platform": message.platform,
+            "conversation_key": message.conversation_key,
+            "speaker_id": message.speaker_id,
+            "speaker_name": message.speaker_name,
+            "text": message.text,
+            "sent_at": message.sent_at.isoformat(),
+            "platform_message_id": message.platform_message_id,
+            "attachments": list(message.attachments),
+            "reply_route": message.reply_route,
+            "is_shared_conversation": message.is_shared_conversation,
+        },
+        ensure_ascii=False,
+    )
+
+
+def decode_message(payload: str) -> InboundMessage:
+    data = json.loads(payload)
+    return InboundMessage(
+        platform=data["platform"],
+        conversation_key=data["conversation_key"],
+        speaker_id=data["speaker_id"],
+        speaker_name=data["speaker_name"],
+        text=data["text"],
+        sent_at=datetime.fromisoformat(data["sent_at"]),
+        platform_message_id=data.get("platform_message_id"),
+        attachments=tuple(data.get("attachments") or ()),
+        reply_route=data.get("reply_route") or "",
+        is_shared_conversation=bool(data.get("is_shared_conversation")),
+    )

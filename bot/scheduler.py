@@ -1,0 +1,116 @@
+"""Heartbeats between sessions: each replica ticks locally (APScheduler 3), and the due
+heartbeats live in the store, claimed atomically, so each fires once across replicas.
+
+APScheduler's own job stores must not be shared between processes, so APScheduler only
+drives this replica's tick (an in-memory interval job, coalescing missed runs into one);
+which agents are due, and who fires them, is the store's business.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
+
+from bot.memory.runtime_store import DueHeartbeat
+from bot.runtime import Runtime, Store
+
+__all__ = ["HeartbeatScheduler", "SchedulerOptions"]
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SchedulerOptions:
+    tick: timedelta = timedelta(seconds=30)
+    #: How many due heartbeats one tick may claim (the rest wait for the next tick).
+    batch: int = 50
+    #: A claim not finished by then (the replica died) may be claimed again.
+    claim_ttl: timedelta = timedelta(minutes=10)
+    #: Reflection tokens one agent may spend per UTC day; 0 turns reflection off.
+    daily_tokens_per_agent: int = 50_000
+
+
+class HeartbeatScheduler:
+    """Claims due heartbeats and hands them to the runtime, honouring pauses and budgets."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        runtime: Runtime,
+        options: SchedulerOptions | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._store = store
+        self._runtime = runtime
+        self._options = options or SchedulerOptions()
+        self._clock = clock
+        self._scheduler: AsyncIOScheduler | None = None
+
+    def start(self) -> None:
+        """Tick every `options.tick` on the running event loop."""
+        scheduler = AsyncIOScheduler(timezone=UTC)
+        scheduler.add_job(
+            self.tick,
+            "interval",
+            seconds=self._options.tick.total_seconds(),
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=None,
+            id="membot-heartbeat-tick",
+        )
+        scheduler.start()
+        self._scheduler = scheduler
+
+    def stop(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+
+    async def tick(self) -> int:
+        """Claim what is due now and queue it; returns how many were handed to the runtime."""
+        now = self._clock()
+        claimed = await self._store.claim_due_heartbeats(
+            self._runtime.owner, now=now, claim_until=now + self._options.claim_ttl, limit=self._options.batch
+        )
+        fired = 0
+        for due in claimed:
+            if await self._is_allowed(due, now):
+                self._runtime.heartbeat(due)
+                fired += 1
+        if claimed:
+            _log.debug("heartbeat tick: %d claimed, %d queued", len(claimed), fired)
+        return fired
+
+    async def _is_allowed(self, due: DueHeartbeat, now: datetime) -> bool:
+        agent = await self._store.get_agent(due.agent_id)
+        reason: str | None = None
+        if agent is None:
+            reason = "agent deleted"
+        elif agent.is_paused:
+            reason = "agent paused by an admin"
+        elif agent.heartbeats_paused_until is not None and agent.heartbeats_paused_until > now:
+            # pause_heartbeats: try again when the pause ends.
+            await self._store.schedule_heartbeat(due.agent_id, due_at=agent.heartbeats_paused_until)
+            self._runtime.stats.heartbeats_skipped += 1
+            return False
+        elif await self._is_over_budget(due.agent_id, now):
+            reason = "daily reflection budget spent"
+        if reason is None:
+            return True
+        self._runtime.stats.heartbeats_skipped += 1
+        _log.info("heartbeat for agent %s skipped: %s", due.agent_id, reason)
+        await self._store.finish_heartbeat(due, fired_at=now, tokens=0)
+        return False
+
+    async def _is_over_budget(self, agent_id: str, now: datetime) -> bool:
+        limit = self._options.daily_tokens_per_agent
+        if limit <= 0:
+            return True
+        state = await self._store.heartbeat_state(agent_id)
+        today = now.astimezone(UTC).date().isoformat()
+        return state is not None and state.budget_day == today and state.tokens_spent >= limit
