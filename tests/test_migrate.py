@@ -123,10 +123,14 @@ async def test_sqlite_to_mongodb(sqlite_store: MemoryStore, mongo_store: MemoryS
         ("agent.$2", 2, 2, 0),
     ]
     await assert_same(sqlite_store, mongo_store)
-    # The SQLite store cannot hand over its vectors (protocol gap): the two embedded passages
-    # arrive without one, are counted, and the embedder can find them again.
-    assert report.embeddings_not_copied == 2
-    assert len(await mongo_store.passages_without_embedding("agent.$1", "small", limit=10)) == 3
+    # Vectors travel too: only the passage that never had one still needs embedding.
+    assert report.embeddings_not_copied == 0
+    assert [a.embeddings for a in report.agents] == [2, 0]
+    assert [p.text for p in await mongo_store.passages_without_embedding("agent.$1", "small", limit=10)] == [
+        "not embedded"
+    ]
+    found, _total = await mongo_store.search_passages_vector("agent.$1", (1.0, 0.0, 0.0), embedding_model="small")
+    assert found[0].text == "tea facts"
 
 
 async def test_mongodb_to_sqlite_keeps_embeddings(sqlite_store: MemoryStore, mongo_store: MemoryStore) -> None:

@@ -13,27 +13,17 @@ the counts are compared, and a mismatch raises StoreError naming the agent.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
 
 from bot.errors import StoreError
-from bot.memory.store import AgentRecord, MemoryStore, NewMessage, NewPassage, Passage
+from bot.memory.store import AgentRecord, MemoryStore, NewMessage, NewPassage
 
-__all__ = ["AgentCopy", "MigrationReport", "PassageEmbeddingSource", "copy_store"]
+__all__ = ["AgentCopy", "MigrationReport", "copy_store"]
 
 _log = logging.getLogger(__name__)
 
 _PAGE = 500
-
-
-@runtime_checkable
-class PassageEmbeddingSource(Protocol):
-    """A store that can hand over stored embeddings (the protocol has no way to read them yet)."""
-
-    async def passage_embeddings(self, passage_ids: Sequence[str]) -> dict[str, tuple[str, tuple[float, ...]]]:
-        """The embedding model and vector of each of these passages that has one."""
-        ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -50,7 +40,7 @@ class AgentCopy:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MigrationReport:
     agents: tuple[AgentCopy, ...]
-    #: Passages with an embedding model whose vector the source could not hand over; re-embed them.
+    #: Passages with an embedding model but no readable vector in the source; re-embedded on search.
     embeddings_not_copied: int
 
 
@@ -96,25 +86,18 @@ async def _copy_passages(source: MemoryStore, target: MemoryStore, agent_id: str
     """(passages, embeddings copied, embeddings that could not be read from the source)."""
     copied = embedded = missing = 0
     while page := await source.list_passages(agent_id, offset=copied, limit=_PAGE):
-        vectors = await _embeddings(source, page)
+        vectors = await source.passage_embeddings([p.id for p in page])
         new: list[NewPassage] = []
         for p in page:
             model, vector = vectors.get(p.id, (p.embedding_model, None))
             if vector is not None:
                 embedded += 1
-            elif p.embedding_model is not None and not isinstance(source, PassageEmbeddingSource):
+            elif p.embedding_model is not None:
                 missing += 1
             new.append(NewPassage(text=p.text, created_at=p.created_at, embedding=vector, embedding_model=model))
         await target.insert_passages(agent_id, new)
         copied += len(page)
     return copied, embedded, missing
-
-
-async def _embeddings(source: MemoryStore, page: list[Passage]) -> dict[str, tuple[str, tuple[float, ...]]]:
-    if not isinstance(source, PassageEmbeddingSource):
-        return {}
-    found = await source.passage_embeddings([p.id for p in page])
-    return {pid: (model, vector) for pid, (model, vector) in found.items()}
 
 
 async def copy_store(
@@ -128,8 +111,6 @@ async def copy_store(
     clashes = [a.id for a in agents if await target.get_agent(a.id) is not None]
     if clashes:
         raise StoreError(f"the target already has agent(s) {', '.join(map(repr, clashes[:5]))}; nothing was copied")
-    if not isinstance(source, PassageEmbeddingSource):
-        _log.warning("the source store cannot hand over embeddings; passages are copied without them")
     copies: list[AgentCopy] = []
     missing_total = 0
     for done, agent in enumerate(agents, start=1):

@@ -28,6 +28,7 @@ import asyncio
 import json
 import logging
 import sqlite3
+from array import array
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import fields
@@ -533,6 +534,24 @@ class SQLiteStore(SQLiteRuntimeStore):
 
     async def delete_passages(self, agent_id: str) -> int:
         return await self._delete_rows("passages", agent_id)
+
+    async def passage_embeddings(self, passage_ids: Sequence[str]) -> dict[str, tuple[str, tuple[float, ...]]]:
+        ids = json.dumps(list(passage_ids))
+
+        def read(conn: sqlite3.Connection) -> dict[str, tuple[str, tuple[float, ...]]]:
+            rows = conn.execute(
+                "SELECT id, embedding_model, embedding FROM passages "
+                "WHERE id IN (SELECT value FROM json_each(?)) AND embedding IS NOT NULL AND embedding_model IS NOT NULL",
+                (ids,),
+            ).fetchall()
+            found: dict[str, tuple[str, tuple[float, ...]]] = {}
+            for row in rows:
+                vector = array("f")
+                vector.frombytes(row[2])
+                found[str(row[0])] = (str(row[1]), tuple(vector))
+            return found
+
+        return await self._run("autocommit", read)
 
 
 def _close_opened(opening: Future[sqlite3.Connection]) -> None:

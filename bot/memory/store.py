@@ -321,3 +321,8 @@ class MemoryStore(Protocol):
     async def delete_passages(self, agent_id: str) -> int:
         """Delete every passage of the agent; returns the count."""
         ...
+
+    async def passage_embeddings(self, passage_ids: Sequence[str]) -> dict[str, tuple[str, tuple[float, ...]]]:
+        """The embedding model and stored (unit) vector of each of these passages that has one
+        (for migration between stores); unknown ids are left out."""
+        ...

@@ -671,3 +671,15 @@ async def test_agent_ids_that_differ_only_in_punctuation_stay_apart(store: Memor
     for agent_id in ("a.b", "a$b", "a_b", "A.B"):
         assert [m.content for m in await store.get_messages(agent_id)] == [f"hello from {agent_id}"]
         assert (await store.search_messages(agent_id, "hello"))[1] == 1
+
+
+async def test_passage_embeddings_hand_over_stored_unit_vectors(store: MemoryStore) -> None:
+    ids = await vector_fixture(store)
+    found = await store.passage_embeddings([ids[0], ids[1], ids[3], ids[4], "no-such-passage"])
+    assert sorted(found) == sorted([ids[0], ids[1], ids[4]])
+    model, vector = found[ids[0]]
+    assert model == "m1"
+    assert vector == pytest.approx((1.0, 0.0, 0.0), abs=1e-6)
+    assert found[ids[1]][1] == pytest.approx((0.8, 0.6, 0.0), abs=1e-6)
+    assert found[ids[4]][0] == "m2"
+    assert await store.passage_embeddings([]) == {}
