@@ -236,7 +236,32 @@ def startup(base_url: str, runs: int) -> dict[str, float]:
             )
             times.append(time.perf_counter() - start)
             peak_kb = max(peak_kb, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-    return {"median_s": statistics.median(times), "peak_rss_mb": peak_kb / 1024}
+    return {"median_s": statistics.median(times), "peak_rss_mb": peak_kb / 1024, "held_mb": held_after_turns(env)}
+
+
+def held_after_turns(env: dict[str, str], turns: int = 20) -> float:
+    """Resident memory of a `membot chat` that has answered `turns` messages (what it holds)."""
+    membot = Path(sys.executable).parent / "membot"
+    process = subprocess.Popen(
+        [str(membot), "chat", "--first", "-y", "--agent", "held"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    assert process.stdin is not None
+    assert process.stdout is not None
+    for i in range(turns):
+        process.stdin.write(f"message number {i}: {sentence(i)}\n")
+        process.stdin.flush()
+        while "Sure, noted." not in process.stdout.readline():
+            pass
+    with open(f"/proc/{process.pid}/status", encoding="ascii") as status:
+        held = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
+    process.stdin.write("/exit\n")
+    process.stdin.close()
+    process.wait(timeout=30)
+    return held
 
 
 def main() -> None:
@@ -255,7 +280,10 @@ def main() -> None:
             print(f"recall {size:>9,} msgs: median {result['median_ms']:.2f} ms, p95 {result['p95_ms']:.2f} ms")
         print("\n## `membot chat` start to exit (no LLM call), 5 runs")
         result = startup(base_url, 5)
-        print(f"median {result['median_s']:.2f} s, peak RSS {result['peak_rss_mb']:.0f} MB")
+        print(
+            f"median {result['median_s']:.2f} s, peak RSS {result['peak_rss_mb']:.0f} MB; "
+            f"after 20 turns it holds {result['held_mb']:.0f} MB"
+        )
     finally:
         server_process.terminate()
         server_process.wait(timeout=10)

@@ -36,8 +36,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
-import numpy as np
-
 from bot.errors import NotFoundError, StoreError, VersionConflictError
 from bot.memory.runtime_store import WRITE_FENCE
 from bot.memory.sqlite_runtime import Mode, SQLiteRuntimeStore, check_fence, delete_runtime_rows
@@ -486,6 +484,8 @@ class SQLiteStore(SQLiteRuntimeStore):
     async def search_passages_vector(
         self, agent_id: str, embedding: Sequence[float], *, embedding_model: str, offset: int = 0, limit: int = 5
     ) -> tuple[list[Passage], int]:
+        import numpy as np  # here, not at import: ~14 MB of RSS that stores without embeddings never need
+
         query = np.frombuffer(unit_vector_bytes(embedding), dtype=np.float32)
 
         def search(conn: sqlite3.Connection) -> tuple[list[Passage], int]:

@@ -36,8 +36,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
-import numpy as np
-
 from bot.errors import SchemaVersionError, StoreError
 from bot.memory.store import (
     AgentRecord,
@@ -526,6 +524,8 @@ def block_from_row(agent_id: str, row: sqlite3.Row) -> CoreBlock | None:
 
 def unit_vector_bytes(embedding: Sequence[float]) -> bytes:
     """float32 bytes of the unit vector (cosine similarity becomes a dot product)."""
+    import numpy as np  # lazily: see SQLiteStore.search_passages_vector
+
     vector = np.asarray(embedding, dtype=np.float32)
     if vector.ndim != 1 or not np.all(np.isfinite(vector)):
         raise ValueError("an embedding must be a flat sequence of finite floats")
