@@ -6,7 +6,8 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,12 @@ from mongoeco.wire.auth import WireAuthUser
 from pymongo import AsyncMongoClient
 from pymongo.monitoring import CommandFailedEvent, CommandListener, CommandStartedEvent, CommandSucceededEvent
 
-from bot.errors import NotFoundError, SchemaVersionError, StoreError
+from bot.errors import LeaseLostError, NotFoundError, SchemaVersionError, StoreError
 from bot.memory import mongo_schema
 from bot.memory.mongo import MongoStore
-from bot.memory.store import SCHEMA_VERSION, AgentRecord, AgentUpdate, CoreBlock, NewMessage, NewPassage
+from bot.memory.mongo_schema import SCHEMA_VERSION
+from bot.memory.runtime_store import WRITE_FENCE, Fence, InboxEntry
+from bot.memory.store import AgentRecord, AgentUpdate, CoreBlock, NewMessage, NewPassage
 from tests.contract.mongo_backend import REAL_MONGODB_URI, WireServer, open_mongo_store, shared_uri
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -42,10 +45,34 @@ def block(agent_id: str, label: str, value: str) -> CoreBlock:
     return CoreBlock(agent_id=agent_id, label=label, value=value, limit=100, version=1, updated_at=T0)
 
 
-def msg(content: str, minutes: int = 0, speaker: str | None = "Ann") -> NewMessage:
+def msg(content: str, minutes: int = 0, speaker: str | None = "Ann", platform_id: str | None = None) -> NewMessage:
     return NewMessage(
-        role="user", content=content, created_at=T0 + timedelta(minutes=minutes), tokens=3, speaker_name=speaker
+        role="user",
+        content=content,
+        created_at=T0 + timedelta(minutes=minutes),
+        tokens=3,
+        speaker_name=speaker,
+        platform_message_id=platform_id,
     )
+
+
+@contextmanager
+def fenced(agent_id: str, token: int) -> Iterator[None]:
+    reset = WRITE_FENCE.set(Fence(agent_id=agent_id, token=token))
+    try:
+        yield
+    finally:
+        WRITE_FENCE.reset(reset)
+
+
+@asynccontextmanager
+async def opened(database: str) -> AsyncIterator[MongoStore]:
+    store = MongoStore(shared_uri(), database=database, connect_timeout_s=3)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 async def raw_db(uri: str, database: str) -> tuple[AsyncMongoClient[dict[str, Any]], Any]:
@@ -91,8 +118,8 @@ def _is_backed(query: dict[str, Any], sort: dict[str, Any], keys: list[str]) -> 
     while i < len(keys) and keys[i] in equal:
         i += 1
     rest = keys[i:]
-    if sort:
-        return list(sort) == rest[: len(sort)] and (i > 0 or not query)
+    if sort:  # the sort follows the equalities; without any, it leads with the range field
+        return list(sort) == rest[: len(sort)] and (i > 0 or not query or rest[0] in query)
     return i > 0 or (bool(rest) and rest[0] in query)
 
 
@@ -114,7 +141,45 @@ def _queries(commands: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any], 
             found.append((c["aggregate"], c["pipeline"][0]["$match"], {}))
         elif name == "count":
             found.append((c["count"], c.get("query", {}), {}))
-    return [(coll, q, s) for coll, q, s in found if coll in ("agents", "blocks", "messages", "passages")]
+    return [(coll, q, s) for coll, q, s in found if coll in _COLLECTIONS]
+
+
+_COLLECTIONS = ("meta", "agents", "blocks", "messages", "passages", "inbox", "leases", "heartbeats")
+
+
+async def _use_the_runtime_half(store: MongoStore) -> None:
+    """Every RuntimeStore method, and every memory write under a fence, on agent-1."""
+    entry = InboxEntry(id="e1", keys=("d:1",), agent_id="agent-1", payload="{}", received_at=T0)
+    await store.inbox_put(entry)
+    await store.inbox_put(InboxEntry(id="e2", keys=("d:1",), agent_id="agent-1", payload="{}", received_at=T0))
+    await store.inbox_pending()
+    await store.inbox_pending(agent_id="agent-1")
+    await store.inbox_record_reply("e1", "r1")
+    await store.inbox_finish(["e1"], status="done")
+    await store.inbox_prune(older_than=T0 + timedelta(days=1))
+    minute = timedelta(minutes=1)
+    await store.lease_acquire("agent-1", "r1", now=T0, expires_at=T0 + minute)
+    lease = await store.lease_acquire("agent-1", "r2", now=T0 + minute, expires_at=T0 + 2 * minute)
+    assert lease is not None
+    await store.lease_renew(lease, expires_at=T0 + 3 * minute)
+    await store.lease_check("agent-1", lease.token)
+    with fenced("agent-1", lease.token):
+        await store.append_messages("agent-1", [msg("fenced", platform_id="d:1")])
+        await store.write_block("agent-1", "persona", "v3", limit=100, expected_version=2)
+        await store.write_block("agent-1", "persona", "v4", limit=100, expected_version=3, messages=[msg("m")])
+        current = await store.get_agent("agent-1")
+        assert current is not None
+        await store.update_agent("agent-1", AgentUpdate(summary="f"), expected_version=current.version)
+        [pid] = await store.insert_passages("agent-1", [NewPassage(text="fenced fact", created_at=T0)])
+        await store.set_passage_embedding(pid, [1.0, 0.0], "e")
+        await store.delete_messages_from("agent-1", 100)
+    await store.lease_release(lease)
+    await store.recorded_platform_ids("agent-1", ["d:1", "d:2"])
+    await store.schedule_heartbeat("agent-1", due_at=T0)
+    await store.heartbeat_state("agent-1")
+    [due] = await store.claim_due_heartbeats("r1", now=T0, claim_until=T0 + minute, limit=5)
+    await store.finish_heartbeat(due, fired_at=T0, tokens=1)
+    await store.cancel_heartbeat("agent-1")
 
 
 async def test_every_query_the_store_sends_is_backed_by_an_index() -> None:
@@ -141,18 +206,21 @@ async def test_every_query_the_store_sends_is_backed_by_an_index() -> None:
         await store.search_passages_vector("agent-1", [1.0, 0.0], embedding_model="e")
         await store.passages_without_embedding("agent-1", "other", limit=5)
         await store.set_passage_embedding(ids[0], [0.0, 1.0], "e")
-        await store.delete_messages_from("agent-1", 3)
-        await store.delete_passages("agent-1")
-        await store.delete_blocks("agent-1")
+        await _use_the_runtime_half(store)
+        with fenced("agent-1", 99):
+            await store.delete_messages_from("agent-1", 3)
+            await store.delete_passages("agent-1")
+            await store.delete_blocks("agent-1")
         await store.delete_agent(created.id)
         client, db = await raw_db(shared_uri(), store._database)
         try:
             indexes = {
                 name: [list(info["key"]) for info in (await db[name].index_information()).values()]
-                for name in ("agents", "blocks", "messages", "passages")
+                for name in _COLLECTIONS
             }
             queries = _queries(recorder.commands)
-            assert len(queries) > 30
+            assert len(queries) > 80
+            assert {coll for coll, _, _ in queries} == set(_COLLECTIONS)
             unbacked = [
                 (coll, q, s)
                 for coll, q, s in queries
@@ -238,6 +306,45 @@ async def test_an_older_layout_is_migrated_forward() -> None:
         meta = await db.meta.find_one({"_id": "schema"})
         assert meta is not None
         assert meta["version"] == SCHEMA_VERSION
+    finally:
+        await client.drop_database(database)
+        await client.close()
+
+
+async def test_a_version_1_database_gains_the_runtime_collections_and_fences() -> None:
+    """Version 1: before the inbox, leases, heartbeats, the agents' `fence` and the platform-id index."""
+    database = "membot_test_schema_1"
+    client, db = await raw_db(shared_uri(), database)
+    try:
+        async with opened(database) as store:
+            await store.create_agent(agent(), [block("agent-1", "persona", "p")])
+            await store.append_messages("agent-1", [msg("hello", platform_id="d:1"), msg("no id")])
+        # Take the database back to what a version 1 membot left.
+        for name in ("inbox", "leases", "heartbeats"):
+            await db.drop_collection(name)
+        await db.messages.drop_index("messages_by_platform_id")
+        await db.agents.update_many({}, {"$unset": {"fence": ""}})
+        await db.meta.update_one({"_id": "schema"}, {"$set": {"version": 1}})
+
+        async with opened(database) as store:
+            assert [m.content for m in await store.get_messages("agent-1")] == ["hello", "no id"]
+            assert await store.recorded_platform_ids("agent-1", ["d:1", "d:2"]) == {"d:1"}
+            entry = InboxEntry(id="e1", keys=("d:2",), agent_id="agent-1", payload="{}", received_at=T0)
+            assert await store.inbox_put(entry)
+            assert await store.inbox_pending() == [entry]
+            await store.schedule_heartbeat("agent-1", due_at=T0)
+            assert await store.heartbeat_state("agent-1") is not None
+            minute = timedelta(minutes=1)
+            await store.lease_acquire("agent-1", "r1", now=T0, expires_at=T0 + minute)
+            await store.lease_acquire("agent-1", "r2", now=T0 + minute, expires_at=T0 + 2 * minute)
+            with fenced("agent-1", 1), pytest.raises(LeaseLostError):
+                await store.append_messages("agent-1", [msg("stale")])
+        meta = await db.meta.find_one({"_id": "schema"})
+        assert meta is not None
+        assert meta["version"] == SCHEMA_VERSION == 2
+        assert "messages_by_platform_id" in await db.messages.index_information()
+        assert {"inbox_by_key", "inbox_by_status", "inbox_by_agent"} <= set(await db.inbox.index_information())
+        assert [d.get("fence") for d in await db.agents.find({}).to_list()] == [2]
     finally:
         await client.drop_database(database)
         await client.close()
@@ -374,6 +481,103 @@ async def test_transactions_are_used_only_where_the_server_has_them(wire: WireSe
     finally:
         await auto.close()
         await forced.close()
+
+
+# -- fencing ------------------------------------------------------------------------------------
+
+
+async def _taken_over(store: MongoStore) -> None:
+    """agent-1 leased by r1 (token 1), then taken over by r2 (token 2)."""
+    await store.create_agent(agent(), [block("agent-1", "persona", "p")])
+    minute = timedelta(minutes=1)
+    assert await store.lease_acquire("agent-1", "r1", now=T0, expires_at=T0 + minute) is not None
+    assert await store.lease_acquire("agent-1", "r2", now=T0 + minute, expires_at=T0 + 2 * minute) is not None
+
+
+async def test_a_stale_writer_leaves_the_holders_cut_append_alone(wire: WireServer) -> None:
+    store = MongoStore(wire.uri, database="membot_test_fence_settle")
+    client, db = await raw_db(wire.uri, "membot_test_fence_settle")
+    try:
+        await store.open()
+        await _taken_over(store)
+        await _fail(client, "update", "membot_test_fence_settle.agents")
+        with fenced("agent-1", 2), pytest.raises(StoreError):
+            await store.append_messages("agent-1", [msg("cut before its commit")])
+        await _no_fail(client)
+        cut = (await db.agents.find_one({"_id": "agent-1"}))["counters"]
+        assert (cut["messages_allocated"], cut["messages_committed"]) == (1, 0)
+
+        # The stale writer neither settles the holder's append nor writes.
+        with fenced("agent-1", 1), pytest.raises(LeaseLostError):
+            await store.append_messages("agent-1", [msg("stale")])
+        assert (await db.agents.find_one({"_id": "agent-1"}))["counters"] == cut
+
+        with fenced("agent-1", 2):
+            assert [m.seq for m in await store.append_messages("agent-1", [msg("holder")])] == [1]
+        assert [m.content for m in await store.get_messages("agent-1")] == ["holder"]
+    finally:
+        await client.close()
+        await store.close()
+
+
+async def test_a_takeover_whose_fence_copy_failed_fences_once_it_claims_again(wire: WireServer) -> None:
+    store = MongoStore(wire.uri, database="membot_test_fence_copy")
+    client, db = await raw_db(wire.uri, "membot_test_fence_copy")
+    minute = timedelta(minutes=1)
+    try:
+        await store.open()
+        await store.create_agent(agent(), [])
+        assert await store.lease_acquire("agent-1", "r1", now=T0, expires_at=T0 + minute) is not None
+        await _fail(client, "update", "membot_test_fence_copy.agents")
+        with pytest.raises(StoreError):  # r2 got the lease document but not the fence: it does not run
+            await store.lease_acquire("agent-1", "r2", now=T0 + minute, expires_at=T0 + 2 * minute)
+        await _no_fail(client)
+        with fenced("agent-1", 1):  # so nobody else writes; r1 is not refused yet
+            await store.append_messages("agent-1", [msg("r1, before r2 runs")])
+
+        again = await store.lease_acquire("agent-1", "r2", now=T0 + minute, expires_at=T0 + 2 * minute)
+        assert again is not None and again.token == 2
+        with fenced("agent-1", 1), pytest.raises(LeaseLostError):
+            await store.append_messages("agent-1", [msg("stale")])
+        assert (await db.leases.find_one({"_id": "agent-1"}))["fenced"] == 2
+    finally:
+        await client.close()
+        await store.close()
+
+
+async def test_the_holder_claiming_again_does_not_touch_the_agent_document() -> None:
+    recorder = Recorder()
+    async with open_mongo_store(client_options={"event_listeners": [recorder]}) as store:
+        await store.create_agent(agent(), [])
+        minute = timedelta(minutes=1)
+        lease = await store.lease_acquire("agent-1", "r1", now=T0, expires_at=T0 + minute)
+        assert lease is not None
+        await store.lease_release(lease)
+        recorder.commands.clear()
+        for n in range(3):
+            await store.lease_acquire("agent-1", "r1", now=T0 + n * minute, expires_at=T0 + (n + 1) * minute)
+        assert [next(iter(c)) for c in recorder.commands] == ["findAndModify"] * 3
+
+
+async def test_with_transactions_the_fence_check_is_a_write_in_the_transaction() -> None:
+    async with open_mongo_store(transactions="always") as store:
+        await _taken_over(store)
+        [pid] = await store.insert_passages("agent-1", [NewPassage(text="fact", created_at=T0)])
+        with fenced("agent-1", 2):
+            await store.write_block("agent-1", "persona", "holder", limit=100, expected_version=1)
+        with fenced("agent-1", 1):
+            with pytest.raises(LeaseLostError):
+                await store.write_block("agent-1", "persona", "stale", limit=100, expected_version=2)
+            with pytest.raises(LeaseLostError):
+                await store.set_passage_embedding(pid, [1.0, 0.0], "e")
+            with pytest.raises(LeaseLostError):
+                await store.delete_blocks("agent-1")
+        assert [(b.value, b.version) for b in await store.get_blocks("agent-1")] == [("holder", 2)]
+        client, db = await raw_db(shared_uri(), store._database)
+        try:
+            assert (await db.agents.find_one({"_id": "agent-1"}))["fence_gate"] == 1
+        finally:
+            await client.close()
 
 
 # -- credentials and rights --------------------------------------------------------------------

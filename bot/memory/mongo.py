@@ -1,9 +1,14 @@
 """`MongoStore`: the memory store on MongoDB (standalone, replica set, sharded cluster or Atlas).
 
-Four modules, one noun each: this one (connection, errors, agents and blocks, the protocol's
+Five modules, one noun each: this one (connection, errors, agents and blocks, the protocol's
 methods); `mongo_schema` (collections, indexes, document shapes, migrations); `mongo_log` (seq
 allocation, all-or-nothing appends with or without transactions, bm25 text search);
-`mongo_vectors` (`$vectorSearch` or the numpy fallback). `docs/mongodb.md` is the operator's guide.
+`mongo_vectors` (`$vectorSearch` or the numpy fallback); `mongo_runtime` (inbox, leases, heartbeat
+schedule, and how memory writes are fenced). `docs/mongodb.md` is the operator's guide.
+
+Every memory write of an agent made under `WRITE_FENCE` for it is refused with `LeaseLostError`
+when another replica has since taken the agent's lease (exactly with transactions; on a
+standalone server with the small window `mongo_runtime` describes).
 
 Every pymongo error leaves as a StoreError naming the host and database (never the password);
 pymongo's retryable reads and writes run first, so a blip in a turn is absorbed and a lost
@@ -38,11 +43,12 @@ from pymongo.errors import (
 
 from bot.errors import NotFoundError, SchemaVersionError, StoreError, VersionConflictError
 from bot.memory import mongo_schema as schema
-from bot.memory.mongo_log import HIDDEN_FIELDS, AgentLogs
-from bot.memory.mongo_schema import AGENTS, BLOCKS, MESSAGES, META, PASSAGES, SCHEMA_DOC_ID
+from bot.memory.mongo_log import HIDDEN_FIELDS, AgentLogs, fenced
+from bot.memory.mongo_runtime import MongoRuntimeStore, fence_token
+from bot.memory.mongo_schema import AGENTS, BLOCKS, MESSAGES, META, PASSAGES, SCHEMA_DOC_ID, SCHEMA_VERSION
 from bot.memory.mongo_vectors import VectorSearch, embedding_value
+from bot.memory.runtime_store import WRITE_FENCE
 from bot.memory.store import (
-    SCHEMA_VERSION,
     AgentRecord,
     AgentUpdate,
     CoreBlock,
@@ -71,8 +77,8 @@ def _now_us() -> int:
     return schema.to_us(datetime.now(UTC))
 
 
-class MongoStore:
-    """A `MemoryStore` on MongoDB through pymongo's asyncio client."""
+class MongoStore(MongoRuntimeStore):
+    """A `MemoryStore` and `RuntimeStore` on MongoDB through pymongo's asyncio client."""
 
     def __init__(
         self,
@@ -127,7 +133,9 @@ class MongoStore:
                 )
                 version = await self._check_schema(self._db)
                 for spec in schema.INDEXES:
-                    await self._db[spec.collection].create_index(list(spec.keys), name=spec.name, unique=spec.is_unique)
+                    await self._db[spec.collection].create_index(
+                        list(spec.keys), name=spec.name, unique=spec.is_unique, sparse=spec.is_sparse
+                    )
                 await schema.migrate(self._db, from_version=version, to_version=SCHEMA_VERSION)
                 vectors = await VectorSearch.detect(self._db[PASSAGES], mode=self._vector_mode)
             self._state = (AgentLogs(self._client, self._db, use_transactions=use_transactions), vectors)
@@ -255,7 +263,9 @@ class MongoStore:
                 return_document=ReturnDocument.AFTER,
                 session=session,
             )
-            doc = schema.agent_document(agent) | {"num": int((counter or {}).get("created", 0))}
+            # A lease taken before the agent existed (or left by a delete cut short) fences it from the start.
+            fence = await self._lease_token(agent.id, session)
+            doc = schema.agent_document(agent) | {"num": int((counter or {}).get("created", 0)), "fence": fence}
             await self._coll(AGENTS).insert_one(doc, session=session)  # the commit point
 
         async with self._lock(agent.id):
@@ -293,13 +303,15 @@ class MongoStore:
                 changes[f"{field.name}_us"] = schema.to_us(value)
             elif value is not None:
                 changes[field.name] = value
+        token = fence_token(agent_id)
         with self._translate("update_agent"):
             doc = await self._coll(AGENTS).find_one_and_update(
-                {"_id": agent_id, "version": expected_version},
+                {"_id": agent_id, "version": expected_version, **fenced(token)},
                 {"$set": changes, "$inc": {"version": 1}},
                 return_document=ReturnDocument.AFTER,
             )
             if doc is None:
+                await self._logs.check_fence(agent_id, token)
                 current = await self._coll(AGENTS).find_one({"_id": agent_id}, {"version": 1})
                 if current is None:
                     raise NotFoundError(f"no agent with id {agent_id!r}")
@@ -319,6 +331,7 @@ class MongoStore:
                 await self._coll(AGENTS).delete_one({"_id": agent_id})
                 for name in (BLOCKS, MESSAGES, PASSAGES):
                     await self._coll(name).delete_many({"agent_id": agent_id})
+                await self._delete_runtime_docs(agent_id)
 
     # -- core memory ------------------------------------------------------------------------
     async def get_blocks(self, agent_id: str) -> list[CoreBlock]:
@@ -336,7 +349,7 @@ class MongoStore:
         expected_version: int,
         messages: Sequence[NewMessage] = (),
     ) -> CoreBlock:
-        now_us, written = _now_us(), [0]
+        now_us, written, token = _now_us(), [0], fence_token(agent_id)
 
         async def set_block(session: AsyncClientSession | None, marker: dict[str, Any] | None) -> None:
             blocks = self._coll(BLOCKS)
@@ -363,11 +376,17 @@ class MongoStore:
                 )
             written[0] = expected_version + 1
 
+        async def set_block_fenced(session: AsyncClientSession | None) -> None:
+            await self._logs.gate(agent_id, token, session)
+            await set_block(session, None)
+
         async with self._lock(agent_id):
             with self._translate("write_block"):
                 if messages:
                     docs = [schema.message_document(agent_id, m) for m in messages]
-                    await self._logs.append("messages", agent_id, docs, set_block)
+                    await self._logs.append("messages", agent_id, docs, set_block, fence=token)
+                elif token is not None:
+                    await self._logs.atomically(set_block_fenced)
                 else:
                     await self._require_agent(agent_id)
                     await set_block(None, None)
@@ -381,9 +400,17 @@ class MongoStore:
         )
 
     async def delete_blocks(self, agent_id: str) -> None:
+        token = fence_token(agent_id)
+
+        async def delete(session: AsyncClientSession | None) -> None:
+            await self._logs.gate(agent_id, token, session)
+            await self._coll(BLOCKS).delete_many({"agent_id": agent_id}, session=session)
+
         with self._translate("delete_blocks"):
-            await self._require_agent(agent_id)
-            await self._coll(BLOCKS).delete_many({"agent_id": agent_id})
+            if token is None:
+                await delete(None)
+            else:
+                await self._logs.atomically(delete)
 
     # -- recall -----------------------------------------------------------------------------
     async def append_messages(self, agent_id: str, messages: Sequence[NewMessage]) -> list[StoredMessage]:
@@ -393,7 +420,7 @@ class MongoStore:
                 if not docs:
                     await self._require_agent(agent_id)
                     return []
-                first = await self._logs.append("messages", agent_id, docs)
+                first = await self._logs.append("messages", agent_id, docs, fence=fence_token(agent_id))
         values = ({f.name: getattr(m, f.name) for f in fields(NewMessage)} for m in messages)
         # Round-trip the time through the stored form, as a later read would return it.
         return [
@@ -430,7 +457,20 @@ class MongoStore:
     async def delete_messages_from(self, agent_id: str, from_seq: int) -> int:
         async with self._lock(agent_id):
             with self._translate("delete_messages_from"):
-                return await self._logs.truncate("messages", agent_id, from_seq)
+                return await self._logs.truncate("messages", agent_id, from_seq, fence=fence_token(agent_id))
+
+    async def recorded_platform_ids(self, agent_id: str, platform_message_ids: Sequence[str]) -> set[str]:
+        if not platform_message_ids:
+            return set()
+        with self._translate("recorded_platform_ids"):
+            top = await self._logs.watermark("messages", agent_id)
+            query = {
+                "agent_id": agent_id,
+                "platform_message_id": {"$in": list(dict.fromkeys(platform_message_ids))},
+                "seq": {"$lte": top},
+            }
+            docs = await self._coll(MESSAGES).find(query, {"_id": 0, "platform_message_id": 1}).to_list()
+        return {pid for d in docs if isinstance(pid := d.get("platform_message_id"), str)}
 
     async def count_messages(self, agent_id: str) -> int:
         with self._translate("count_messages"):
@@ -487,7 +527,7 @@ class MongoStore:
                 if not docs:
                     await self._require_agent(agent_id)
                     return []
-                await self._logs.append("passages", agent_id, docs)
+                await self._logs.append("passages", agent_id, docs, fence=fence_token(agent_id))
         return ids
 
     async def _passages(self, query: dict[str, Any], skip: int, limit: int) -> list[Passage]:
@@ -555,14 +595,23 @@ class MongoStore:
             return await self._passages(query, 0, limit)
 
     async def set_passage_embedding(self, passage_id: str, embedding: Sequence[float], embedding_model: str) -> None:
+        update = {"$set": {"embedding_model": embedding_model, **embedding_value(embedding)}}
+        fence, matched = WRITE_FENCE.get(), [0]
+
+        async def write(session: AsyncClientSession | None) -> None:
+            if fence is not None:  # the passage's agent, to compare with the fence's
+                owner = await self._coll(PASSAGES).find_one({"_id": passage_id}, {"agent_id": 1}, session=session)
+                if owner is not None and owner.get("agent_id") == fence.agent_id:
+                    await self._logs.gate(fence.agent_id, fence.token, session)
+            result = await self._coll(PASSAGES).update_one({"_id": passage_id}, update, session=session)
+            matched[0] = result.matched_count
+
         with self._translate("set_passage_embedding"):
-            result = await self._coll(PASSAGES).update_one(
-                {"_id": passage_id}, {"$set": {"embedding_model": embedding_model, **embedding_value(embedding)}}
-            )
-        if result.matched_count == 0:
+            await (write(None) if fence is None else self._logs.atomically(write))
+        if matched[0] == 0:
             raise NotFoundError(f"no passage with id {passage_id!r}")
 
     async def delete_passages(self, agent_id: str) -> int:
         async with self._lock(agent_id):
             with self._translate("delete_passages"):
-                return await self._logs.truncate("passages", agent_id, 1)
+                return await self._logs.truncate("passages", agent_id, 1, fence=fence_token(agent_id))

@@ -15,6 +15,12 @@ the batch is there (so an edit is never kept without its record in recall, nor t
 This needs one writer per agent at a time, which the runtime's lease provides (and the store's
 per-agent lock within a process); a second writer gets a StoreError, never a torn log.
 
+Fencing (`WRITE_FENCE`, see `mongo_runtime`): a fenced write passes its lease token, and every
+update of the agent document it makes (settling, allocating, committing, truncating, rolling back)
+carries `fence <= token` in its filter, so a writer whose lease was taken over is refused
+(`LeaseLostError`) at the commit point itself. `gate` is the check for writes that do not end in
+an update of the agent document.
+
 Text search is FTS5's bm25 (k1 1.2, b 0.75, speaker name weighted 0.5), computed on the server
 over the documents that hold a query term (a multikey index on (agent_id, keys, seq)), with the
 agent's document count and term count from `counters` and each term's document frequency from
@@ -36,12 +42,12 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
-from bot.errors import NotFoundError, StoreError
+from bot.errors import LeaseLostError, NotFoundError, StoreError
 from bot.memory import mongo_schema as schema
 from bot.memory.mongo_schema import AGENTS, BLOCKS, LogKind
 from bot.memory.text_terms import BM25_B, BM25_K1, bm25_idf, query_terms
 
-__all__ = ["HIDDEN_FIELDS", "AgentLogs", "Also"]
+__all__ = ["HIDDEN_FIELDS", "AgentLogs", "Also", "fenced"]
 
 _log = logging.getLogger(__name__)
 
@@ -53,6 +59,12 @@ _COUNTERS = [f"{log}_{c}" for log in ("messages", "passages") for c in ("allocat
 
 #: Work to do inside an append's unit (the session when in a transaction, and the batch marker).
 type Also = Callable[[AsyncClientSession | None, dict[str, Any]], Awaitable[None]]
+
+
+def fenced(token: int | None) -> dict[str, Any]:
+    """The filter on an agent document that a write under lease `token` may change (none: unfenced).
+    `$not`/`$gt` rather than `$lte`, so a document without a `fence` (never leased) matches."""
+    return {} if token is None else {"fence": {"$not": {"$gt": token}}}
 
 
 class AgentLogs:
@@ -94,24 +106,59 @@ class AgentLogs:
         counters = await self.counters(agent_id)
         return 0 if counters is None else counters[f"{kind}_committed"]
 
-    async def append(self, kind: LogKind, agent_id: str, docs: list[dict[str, Any]], also: Also | None = None) -> int:
-        """Append `docs` (and run `also`) all or nothing; returns the first seq."""
+    async def check_fence(self, agent_id: str, token: int | None, session: AsyncClientSession | None = None) -> None:
+        """Raise NotFoundError for an unknown agent, LeaseLostError when its fence is past `token`."""
+        doc = await self._db[AGENTS].find_one({"_id": agent_id}, {"fence": 1}, session=session)
+        if doc is None:
+            raise NotFoundError(f"no agent with id {agent_id!r}")
+        fence = doc.get("fence")
+        if token is not None and isinstance(fence, int) and fence > token:
+            raise LeaseLostError(f"agent {agent_id!r}: a write under lease token {token}; the current one is {fence}")
+
+    async def gate(self, agent_id: str, token: int | None, session: AsyncClientSession | None) -> None:
+        """The fence check of a write that does not end in an update of the agent document.
+
+        In a transaction it is an update (`fence_gate` + 1) filtered on the fence, so a new holder
+        raising the fence meanwhile makes one of the two conflict: exact. Without one it is a read
+        just before the write, which a takeover can still slip between (see `mongo_runtime`)."""
+        if session is None or token is None:
+            await self.check_fence(agent_id, token)
+            return
+        passed = await self._db[AGENTS].update_one(
+            {"_id": agent_id, **fenced(token)}, {"$inc": {"fence_gate": 1}}, session=session
+        )
+        if passed.matched_count != 1:
+            await self.check_fence(agent_id, token, session)
+            raise StoreError(f"agent {agent_id!r}: the fence check found no agent document to update")
+
+    async def append(
+        self,
+        kind: LogKind,
+        agent_id: str,
+        docs: list[dict[str, Any]],
+        also: Also | None = None,
+        *,
+        fence: int | None = None,
+    ) -> int:
+        """Append `docs` (and run `also`) all or nothing, under lease token `fence` when given;
+        returns the first seq."""
         agents, coll = self._db[AGENTS], self._db[kind]
         n, batch = len(docs), uuid.uuid4().hex
         allocated, committed = f"counters.{kind}_allocated", f"counters.{kind}_committed"
-        await self.settle(kind, agent_id)
+        await self.settle(kind, agent_id, fence=fence)
         progress = {"first": 0, "also_done": False}
 
         async def work(session: AsyncClientSession | None) -> int:
             doc = await agents.find_one_and_update(
-                {"_id": agent_id},
+                {"_id": agent_id, **fenced(fence)},
                 {"$inc": {allocated: n}},
                 projection={"counters": 1},
                 return_document=ReturnDocument.AFTER,
                 session=session,
             )
             if doc is None:
-                raise NotFoundError(f"no agent {agent_id!r}")
+                await self.check_fence(agent_id, fence, session)
+                raise StoreError(f"agent {agent_id!r}: its document changed during the write; retry")
             last = int(doc["counters"][f"{kind}_allocated"])
             first = last - n + 1
             if first != int(doc["counters"][f"{kind}_committed"]) + 1:
@@ -123,15 +170,20 @@ class AgentLogs:
                 d.update(seq=first + offset, batch=batch)
             await coll.insert_many(docs, ordered=True, session=session)
             if also is not None:
+                if session is None and fence is not None:
+                    # Once `also` has run its edit is visible (settle() completes it forward), so the
+                    # last fence check of a standalone server is here, right before it.
+                    await self.check_fence(agent_id, fence)
                 await also(session, {"batch": batch, "first": first, "last": last})
                 progress["also_done"] = True
             length = sum(int(d["length"]) for d in docs)
             done = await agents.update_one(
-                {"_id": agent_id, allocated: last, committed: first - 1},
+                {"_id": agent_id, allocated: last, committed: first - 1, **({} if also else fenced(fence))},
                 {"$set": {committed: last}, "$inc": {f"counters.{kind}_count": n, f"counters.{kind}_length": length}},
                 session=session,
             )
             if done.modified_count != 1:
+                await self.check_fence(agent_id, fence, session)
                 raise StoreError(f"another write to agent {agent_id!r} moved its {kind} log; retry")
             return first
 
@@ -142,13 +194,14 @@ class AgentLogs:
             if not self._use_transactions and first and not progress["also_done"]:
                 with suppress(PyMongoError):  # the server may be gone: settle() finishes this later
                     await agents.update_one(
-                        {"_id": agent_id, allocated: first + n - 1, committed: first - 1},
+                        {"_id": agent_id, allocated: first + n - 1, committed: first - 1, **fenced(fence)},
                         {"$set": {allocated: first - 1}},
                     )
             raise
 
-    async def settle(self, kind: LogKind, agent_id: str) -> None:
-        """Finish or undo an append that was interrupted before its commit (standalone servers)."""
+    async def settle(self, kind: LogKind, agent_id: str, *, fence: int | None = None) -> None:
+        """Finish or undo an append that was interrupted before its commit (standalone servers);
+        under lease token `fence`, only while that token is current."""
         counters = await self.counters(agent_id)
         if counters is None:
             raise NotFoundError(f"no agent {agent_id!r}")
@@ -156,7 +209,7 @@ class AgentLogs:
         if last == done:
             return
         agents, prefix = self._db[AGENTS], f"counters.{kind}"
-        unchanged = {"_id": agent_id, f"{prefix}_allocated": last, f"{prefix}_committed": done}
+        unchanged = {"_id": agent_id, f"{prefix}_allocated": last, f"{prefix}_committed": done, **fenced(fence)}
         marker = None
         if kind == "messages":
             query = {"agent_id": agent_id, "pending.first": done + 1, "pending.last": last}
@@ -179,21 +232,24 @@ class AgentLogs:
         rows = await (await self._db[kind].aggregate([{"$match": match}, group])).to_list()
         return (int(rows[0]["n"]), int(rows[0]["len"])) if rows else (0, 0)
 
-    async def truncate(self, kind: LogKind, agent_id: str, from_seq: int) -> int:
-        """Delete the documents with seq >= from_seq; the watermark moves first, so a crash only hides the rest."""
-        await self.settle(kind, agent_id)
+    async def truncate(self, kind: LogKind, agent_id: str, from_seq: int, *, fence: int | None = None) -> int:
+        """Delete the documents with seq >= from_seq; the watermark moves first (the commit point, under
+        lease token `fence` when given), so a crash only hides the rest."""
+        await self.settle(kind, agent_id, fence=fence)
         top = await self.watermark(kind, agent_id)
         n, length = await self._stats(kind, {"agent_id": agent_id, "seq": {"$gte": from_seq, "$lte": top}})
         new_top, prefix = min(top, max(from_seq - 1, 0)), f"counters.{kind}"
         updated = await self._db[AGENTS].update_one(
-            {"_id": agent_id, f"{prefix}_allocated": top, f"{prefix}_committed": top},
+            {"_id": agent_id, f"{prefix}_allocated": top, f"{prefix}_committed": top, **fenced(fence)},
             {
                 "$set": {f"{prefix}_allocated": new_top, f"{prefix}_committed": new_top},
                 "$inc": {f"{prefix}_count": -n, f"{prefix}_length": -length},
             },
         )
-        if updated.modified_count != 1 and new_top != top:
-            raise StoreError(f"another write to agent {agent_id!r} moved its {kind} log; retry")
+        if updated.matched_count != 1:
+            await self.check_fence(agent_id, fence)
+            if new_top != top:
+                raise StoreError(f"another write to agent {agent_id!r} moved its {kind} log; retry")
         await self._db[kind].delete_many({"agent_id": agent_id, "seq": {"$gte": from_seq}})
         return n
 

@@ -4,10 +4,14 @@ Collections (one database, `membot` by default)::
 
     meta      {_id: "schema", version, terms_version, updated_at}
     meta      {_id: "agents", created: n}   (creation order of agents)
-    agents    {_id: agent id, num: creation order, <AgentRecord fields>, counters: {...}}
+    meta      {_id: "inbox", received: n}   (arrival order of inbox entries)
+    agents    {_id: agent id, num: creation order, <AgentRecord fields>, counters: {...}, fence, fence_gate}
     blocks    {agent_id, label, value, limit, version, updated_at_us, pending?: {batch, first, last}}
     messages  {agent_id, seq, role, content, ..., terms, name_terms, keys, length, batch}
     passages  {_id: passage id, agent_id, seq, text, embedding (BinData float32), embedding_model, ...}
+    inbox     {_id: entry id, num, agent_id, keys?: [...], payload, received_at_us, status, attempts, replies, error}
+    leases    {_id: agent id, owner, token, expires_at_us, fenced}
+    heartbeats {_id: agent id, due_at_us, claimed_by, claimed_until_us, last_fired_at_us, budget_day, tokens_spent}
 
 Ids are only ever values (`_id`, `agent_id`), never field names, so `$` and `.` in an id are safe.
 Times are int64 microseconds since the Unix epoch in `*_us` fields: BSON dates keep milliseconds
@@ -17,6 +21,14 @@ only, and the store must hand back exactly the datetime it was given.
 `<log>_allocated` is the last seq handed out, `<log>_committed` the last one readers may see,
 `<log>_count`/`<log>_length` the document count and term count bm25 needs. `<log>` is
 `messages` or `passages` (passages get a per-agent seq too: insertion order and the watermark).
+`fence` mirrors the agent's lease token (`mongo_runtime` explains the fencing); `fence_gate`
+counts fence checks made in transactions (a write, so it conflicts with a new holder's).
+
+An inbox entry's keys sit in its own `keys` array under a unique multikey index: a single-document
+insert is atomic with its index keys, so an entry is stored with all its keys or not at all. The
+array is left out when an entry has no keys (the index is sparse, so keyless entries never clash).
+
+`SCHEMA_VERSION` here is MongoDB's own (the SQLite file has its own in `sqlite_schema`).
 """
 
 from __future__ import annotations
@@ -30,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
+from bot.memory.runtime_store import HeartbeatState, InboxEntry, InboxStatus
 from bot.memory.store import (
     AgentRecord,
     CoreBlock,
@@ -45,11 +58,15 @@ from bot.memory.text_terms import TEXT_TERMS_VERSION, index_terms
 __all__ = [
     "AGENTS",
     "BLOCKS",
+    "HEARTBEATS",
+    "INBOX",
     "INDEXES",
+    "LEASES",
     "MESSAGES",
     "META",
     "PASSAGES",
     "SCHEMA_DOC_ID",
+    "SCHEMA_VERSION",
     "IndexSpec",
     "LogKind",
     "agent_document",
@@ -66,7 +83,11 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 META, AGENTS, BLOCKS, MESSAGES, PASSAGES = "meta", "agents", "blocks", "messages", "passages"
+INBOX, LEASES, HEARTBEATS = "inbox", "leases", "heartbeats"
 SCHEMA_DOC_ID = "schema"
+#: The version of this layout; `open()` refuses a database with a newer one. 2 added the runtime
+#: collections (inbox, leases, heartbeats), the agent's `fence` and the platform-id index.
+SCHEMA_VERSION = 2
 LogKind = Literal["messages", "passages"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -92,6 +113,8 @@ class IndexSpec:
     name: str
     keys: tuple[tuple[str, int], ...]
     is_unique: bool = False
+    #: Leaves out documents without the first key field (keyless inbox entries).
+    is_sparse: bool = False
 
 
 INDEXES: tuple[IndexSpec, ...] = (
@@ -108,6 +131,20 @@ INDEXES: tuple[IndexSpec, ...] = (
     IndexSpec(
         collection=PASSAGES, name="passages_by_model", keys=(("agent_id", 1), ("embedding_model", 1), ("seq", 1))
     ),
+    # recorded_platform_ids: `seq` last so the watermark bound stays in the index.
+    IndexSpec(
+        collection=MESSAGES,
+        name="messages_by_platform_id",
+        keys=(("agent_id", 1), ("platform_message_id", 1), ("seq", 1)),
+    ),
+    IndexSpec(collection=INBOX, name="inbox_by_key", keys=(("keys", 1),), is_unique=True, is_sparse=True),
+    IndexSpec(collection=INBOX, name="inbox_by_status", keys=(("status", 1), ("received_at_us", 1), ("num", 1))),
+    IndexSpec(
+        collection=INBOX,
+        name="inbox_by_agent",
+        keys=(("agent_id", 1), ("status", 1), ("received_at_us", 1), ("num", 1)),
+    ),
+    IndexSpec(collection=HEARTBEATS, name="heartbeats_by_due", keys=(("due_at_us", 1), ("_id", 1))),
 )
 
 
@@ -174,7 +211,35 @@ class _PassageDoc(_Doc):
     embedding_model: str | None = None
 
 
-_TIME_FIELDS = ("created_at", "updated_at", "last_user_message_at", "heartbeats_paused_until")
+class _InboxDoc(_Doc):
+    id: str
+    keys: list[str] = []
+    agent_id: str
+    payload: str
+    received_at_us: int
+    status: InboxStatus
+    attempts: int
+    replies: list[str] = []
+    error: str | None = None
+
+
+class _HeartbeatDoc(_Doc):
+    agent_id: str
+    due_at_us: int | None = None
+    last_fired_at_us: int | None = None
+    budget_day: str | None = None
+    tokens_spent: int = 0
+
+
+_TIME_FIELDS = (
+    "created_at",
+    "updated_at",
+    "last_user_message_at",
+    "heartbeats_paused_until",
+    "received_at",
+    "due_at",
+    "last_fired_at",
+)
 
 
 def _times(values: dict[str, Any]) -> dict[str, Any]:
@@ -208,7 +273,24 @@ def _to_passage(doc: dict[str, Any]) -> Passage:
     return Passage(**values, score=float(score) if isinstance(score, (int, float)) else None)
 
 
-_DECODERS: dict[str, Any] = {AGENTS: _to_agent, BLOCKS: _to_block, MESSAGES: _to_message, PASSAGES: _to_passage}
+def _to_inbox_entry(doc: dict[str, Any]) -> InboxEntry:
+    parsed = _InboxDoc.model_validate({**doc, "id": doc.get("_id")})
+    values = _times(parsed.model_dump(exclude={"keys", "replies"}))
+    return InboxEntry(**values, keys=tuple(parsed.keys), replies=tuple(parsed.replies))
+
+
+def _to_heartbeat(doc: dict[str, Any]) -> HeartbeatState:
+    return HeartbeatState(**_times(_HeartbeatDoc.model_validate({**doc, "agent_id": doc.get("_id")}).model_dump()))
+
+
+_DECODERS: dict[str, Any] = {
+    AGENTS: _to_agent,
+    BLOCKS: _to_block,
+    MESSAGES: _to_message,
+    PASSAGES: _to_passage,
+    INBOX: _to_inbox_entry,
+    HEARTBEATS: _to_heartbeat,
+}
 
 
 def decode[T](collection: str, doc: dict[str, Any], kind: type[T]) -> T | None:
@@ -244,6 +326,7 @@ def agent_document(agent: AgentRecord) -> dict[str, Any]:
     doc["counters"] = {
         f"{log}_{c}": 0 for log in ("messages", "passages") for c in ("allocated", "committed", "count", "length")
     }
+    doc["fence"] = 0
     return doc
 
 
@@ -342,8 +425,14 @@ async def _migrate_0_to_1(db: AsyncDatabase[dict[str, Any]]) -> None:
         await rebuild_counters(db, agent["_id"])
 
 
+async def _migrate_1_to_2(db: AsyncDatabase[dict[str, Any]]) -> None:
+    """Version 2: the runtime collections and the platform-id index (`open()` creates every index
+    of `INDEXES` before migrating), and a `fence` in every agent document."""
+    await db[AGENTS].update_many({"fence": {"$exists": False}}, {"$set": {"fence": 0}})
+
+
 #: Migration from version N to N + 1, keyed by N; each must be safe to run again if interrupted.
-MIGRATIONS = {0: _migrate_0_to_1}
+MIGRATIONS = {0: _migrate_0_to_1, 1: _migrate_1_to_2}
 
 
 async def migrate(db: AsyncDatabase[dict[str, Any]], *, from_version: int, to_version: int) -> None:

@@ -217,7 +217,7 @@ _SCHEMA_V2: tuple[str, ...] = (
 )
 
 #: The version of this file's layout. SQLite's own: MongoDB versions its database separately
-#: (`bot.memory.store.SCHEMA_VERSION`), and neither store reads the other's number.
+#: (`bot.memory.mongo_schema.SCHEMA_VERSION`), and neither store reads the other's number.
 SCHEMA_VERSION = 2
 
 #: Statements that take a database from version N (the key) to N + 1; 0 is an empty file.

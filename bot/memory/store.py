@@ -13,6 +13,8 @@ Conventions:
   `VersionConflictError` when the stored version differs; a successful write bumps the version.
 - Paging: `offset`/`limit`; search methods return `(page, total_matches)`.
 - Unknown agent ids raise `NotFoundError` on writes; reads of an unknown agent return empty results.
+- Each store keeps its own schema version (`sqlite_schema.SCHEMA_VERSION`,
+  `mongo_schema.SCHEMA_VERSION`), migrates older data forward on `open()` and refuses newer data.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 __all__ = [
-    "SCHEMA_VERSION",
     "AgentRecord",
     "AgentUpdate",
     "CoreBlock",
@@ -35,9 +36,6 @@ __all__ = [
     "StoredMessage",
     "StoredToolCall",
 ]
-
-#: Bumped whenever a store's on-disk shape changes; stores refuse a newer one.
-SCHEMA_VERSION = 1
 
 MessageRole = Literal["system", "user", "assistant", "tool"]
 
