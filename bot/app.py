@@ -52,6 +52,7 @@ async def open_store(settings: Settings) -> AsyncIterator[MemoryStore]:
         store = MongoStore(
             settings.store.mongodb_uri.get_secret_value(),
             database=settings.store.mongodb_database,
+            wait_for_server_s=settings.store.mongodb_wait_s,
         )
     else:
         store = SQLiteStore(settings.store.sqlite_path)

@@ -227,6 +227,9 @@ class StoreSettings(_Section):
     sqlite_path: Path = Field(description="SQLite database file")
     mongodb_uri: SecretStr | None = Field(default=None, description="MongoDB connection string")
     mongodb_database: str = Field(default="membot", min_length=1, max_length=63, description="MongoDB database name")
+    mongodb_wait_s: float = Field(
+        default=0.0, ge=0, le=3600, description="at start-up, wait this long for MongoDB to come up (0: fail at once)"
+    )
 
     @model_validator(mode="before")
     @classmethod

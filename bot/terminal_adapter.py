@@ -21,7 +21,7 @@ from rich.progress import Progress
 
 from bot.agent.directory import AgentDirectory
 from bot.agent.loop import AgentLoop, TurnResult
-from bot.errors import MembotError, UserFacingError
+from bot.errors import MembotError, StoreError, UserFacingError
 from bot.events import InboundMessage, Interrupt, TurnInput
 from bot.memory.documents import chunk_text, read_document
 from bot.memory.recall import format_message_line
@@ -158,6 +158,11 @@ class TerminalChat:
                 result = await self._loop.run_turn(self._agent.id, inputs, reply=self._sink, observer=self._observer)
         except UserFacingError as exc:
             self._console.print(f"[red]{escape(str(exc))}[/]")
+            return None
+        except StoreError as exc:
+            # The store went away mid-turn: say so and keep the chat open; what was written stays.
+            _log.warning("turn failed: %s", exc)
+            self._console.print(f"[red]  (the memory store failed: {escape(str(exc))}; try again)[/]")
             return None
         if result.is_failed:
             self._console.print(f"[red]  (turn failed: {escape(result.error or '')})[/]")

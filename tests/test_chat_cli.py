@@ -210,3 +210,26 @@ def test_help_lists_the_commands() -> None:
     )
     for command in ("chat", "agents", "templates"):
         assert command in result.stdout
+
+
+def test_a_store_failure_mid_turn_keeps_the_chat_open(
+    chat_env: dict[str, str],
+    llm_server: FakeLLMServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tests.fakes.llm_server import Computed
+
+    path = Path(chat_env["MEMBOT_DATA_DIR"]) / "membot.sqlite3"
+
+    def break_the_store(body: object) -> ToolCallReply:
+        # Another program damages the database while the model is thinking.
+        with closing(sqlite3.connect(path)) as db, db:
+            db.execute("DROP TABLE passages")
+        return ToolCallReply(calls=(tool_call("archival_memory_insert", {"content": "a fact"}),))
+
+    llm_server.enqueue(Computed(break_the_store))
+    assert run_chat(["--first"], "remember a fact\n/help\n/exit\n", monkeypatch) == 0
+    out = capsys.readouterr().out
+    assert "(the memory store failed: SQLite store at" in out
+    assert "/memorywarning" in out, "the chat went on after the failure"
