@@ -36,6 +36,8 @@ class InboundMessage:
     reply_route: str = ""
     #: A channel shared by several people: the agent sees each speaker's name and id.
     is_shared_conversation: bool = False
+    #: The server or workspace (`discord:GUILD`, `slack:TEAM`) for per-server budgets; None for DMs.
+    scope: str | None = None
 
 
 InterruptKind = Literal["heartbeat", "memory_warning", "reflection", "login"]

@@ -389,7 +389,7 @@ class Runtime:
         if result.is_failed:
             self.stats.turns_failed += 1
         await self._store.inbox_finish(ids, status="failed" if result.is_failed else "done", error=result.error)
-        await self._schedule_reflection(agent_id)
+        await self._schedule_reflection(agent_id, scope=latest.scope)
 
     async def _run_heartbeat(self, due: DueHeartbeat) -> None:
         interrupt = Interrupt(
@@ -416,7 +416,7 @@ class Runtime:
             due, fired_at=self._clock(), tokens=result.prompt_tokens + result.completion_tokens
         )
 
-    async def _schedule_reflection(self, agent_id: str) -> None:
+    async def _schedule_reflection(self, agent_id: str, *, scope: str | None) -> None:
         """After new activity, reflect once the agent has been quiet a while (at most once per period)."""
         options = self._options
         now = self._clock()
@@ -425,7 +425,7 @@ class Runtime:
         state = await self._store.heartbeat_state(agent_id)
         if state is not None and state.last_fired_at is not None:
             due = max(due, state.last_fired_at + options.reflection_min_period)
-        await self._store.schedule_heartbeat(agent_id, due_at=due)
+        await self._store.schedule_heartbeat(agent_id, due_at=due, scope=scope)
 
     # -- helpers ----------------------------------------------------------------------------
     def _retry_delay(self) -> float:
@@ -460,6 +460,7 @@ def encode_message(message: InboundMessage) -> str:
             "attachments": list(message.attachments),
             "reply_route": message.reply_route,
             "is_shared_conversation": message.is_shared_conversation,
+            "scope": message.scope,
         },
         ensure_ascii=False,
     )
@@ -478,4 +479,5 @@ def decode_message(payload: str) -> InboundMessage:
         attachments=tuple(data.get("attachments") or ()),
         reply_route=data.get("reply_route") or "",
         is_shared_conversation=bool(data.get("is_shared_conversation")),
+        scope=data.get("scope"),
     )

@@ -32,6 +32,8 @@ class SchedulerOptions:
     claim_ttl: timedelta = timedelta(minutes=10)
     #: Reflection tokens one agent may spend per UTC day; 0 turns reflection off.
     daily_tokens_per_agent: int = 50_000
+    #: Reflection tokens all agents of one server or workspace may spend per UTC day; 0: no cap.
+    daily_tokens_per_server: int = 500_000
 
 
 class HeartbeatScheduler:
@@ -99,7 +101,7 @@ class HeartbeatScheduler:
             self._runtime.stats.heartbeats_skipped += 1
             return False
         elif await self._is_over_budget(due.agent_id, now):
-            reason = "daily reflection budget spent"
+            reason = "daily reflection budget spent (agent or server)"
         if reason is None:
             return True
         self._runtime.stats.heartbeats_skipped += 1
@@ -112,5 +114,12 @@ class HeartbeatScheduler:
         if limit <= 0:
             return True
         state = await self._store.heartbeat_state(agent_id)
+        if state is None:
+            return False
         today = now.astimezone(UTC).date().isoformat()
-        return state is not None and state.budget_day == today and state.tokens_spent >= limit
+        if state.budget_day == today and state.tokens_spent >= limit:
+            return True
+        server_limit = self._options.daily_tokens_per_server
+        if state.scope is None or server_limit <= 0:
+            return False
+        return await self._store.reflection_tokens_spent(state.scope, day=today) >= server_limit

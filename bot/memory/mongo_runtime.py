@@ -215,11 +215,14 @@ class MongoRuntimeStore:
             raise LeaseLostError(f"agent {agent_id!r}: lease token {token} is stale; the current one is {current}")
 
     # -- schedule ---------------------------------------------------------------------------
-    async def schedule_heartbeat(self, agent_id: str, *, due_at: datetime) -> None:
-        update = {
-            "$set": {"due_at_us": to_us(due_at), **_NO_CLAIM},
-            "$setOnInsert": {"last_fired_at_us": None, "budget_day": None, "tokens_spent": 0},
-        }
+    async def schedule_heartbeat(self, agent_id: str, *, due_at: datetime, scope: str | None = None) -> None:
+        fields: dict[str, Any] = {"due_at_us": to_us(due_at), **_NO_CLAIM}
+        if scope is not None:
+            fields["scope"] = scope
+        on_insert: dict[str, Any] = {"last_fired_at_us": None, "budget_day": None, "tokens_spent": 0}
+        if scope is None:
+            on_insert["scope"] = None
+        update = {"$set": fields, "$setOnInsert": on_insert}
         with self._translate("schedule_heartbeat"):
             try:
                 await self._coll(HEARTBEATS).update_one({"_id": agent_id}, update, upsert=True)
@@ -234,6 +237,16 @@ class MongoRuntimeStore:
         with self._translate("heartbeat_state"):
             doc = await self._coll(HEARTBEATS).find_one({"_id": agent_id})
         return None if doc is None else schema.decode(HEARTBEATS, doc, HeartbeatState)
+
+    async def reflection_tokens_spent(self, scope: str, *, day: str) -> int:
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {"scope": scope, "budget_day": day}},
+            {"$group": {"_id": None, "tokens": {"$sum": "$tokens_spent"}}},
+        ]
+        with self._translate("reflection_tokens_spent"):
+            async for row in await self._coll(HEARTBEATS).aggregate(pipeline):
+                return int(row["tokens"])
+        return 0
 
     async def claim_due_heartbeats(
         self, owner: str, *, now: datetime, claim_until: datetime, limit: int

@@ -11,7 +11,7 @@ Collections (one database, `membot` by default)::
     passages  {_id: passage id, agent_id, seq, text, embedding (BinData float32), embedding_model, ...}
     inbox     {_id: entry id, num, agent_id, keys?: [...], payload, received_at_us, status, attempts, replies, error}
     leases    {_id: agent id, owner, token, expires_at_us, fenced}
-    heartbeats {_id: agent id, due_at_us, claimed_by, claimed_until_us, last_fired_at_us, budget_day, tokens_spent}
+    heartbeats {_id: agent id, due_at_us, claimed_by, claimed_until_us, last_fired_at_us, scope, budget_day, tokens_spent}
 
 Ids are only ever values (`_id`, `agent_id`), never field names, so `$` and `.` in an id are safe.
 Times are int64 microseconds since the Unix epoch in `*_us` fields: BSON dates keep milliseconds
@@ -145,6 +145,7 @@ INDEXES: tuple[IndexSpec, ...] = (
         keys=(("agent_id", 1), ("status", 1), ("received_at_us", 1), ("num", 1)),
     ),
     IndexSpec(collection=HEARTBEATS, name="heartbeats_by_due", keys=(("due_at_us", 1), ("_id", 1))),
+    IndexSpec(collection=HEARTBEATS, name="heartbeats_by_scope_day", keys=(("scope", 1), ("budget_day", 1))),
 )
 
 
@@ -227,6 +228,7 @@ class _HeartbeatDoc(_Doc):
     agent_id: str
     due_at_us: int | None = None
     last_fired_at_us: int | None = None
+    scope: str | None = None
     budget_day: str | None = None
     tokens_spent: int = 0
 

@@ -87,6 +87,8 @@ class HeartbeatState:
     agent_id: str
     due_at: datetime | None
     last_fired_at: datetime | None
+    #: The server or workspace the agent belongs to (for per-server budgets), if known.
+    scope: str | None = None
     #: Reflection tokens spent on `budget_day` (UTC date, ISO), for the daily cap.
     budget_day: str | None = None
     tokens_spent: int = 0
@@ -145,9 +147,10 @@ class RuntimeStore(Protocol):
         ...
 
     # -- schedule ---------------------------------------------------------------------------
-    async def schedule_heartbeat(self, agent_id: str, *, due_at: datetime) -> None:
+    async def schedule_heartbeat(self, agent_id: str, *, due_at: datetime, scope: str | None = None) -> None:
         """Set (or move) the agent's next heartbeat and drop any claim on it; one per agent, the
-        latest call wins."""
+        latest call wins. `scope` (the agent's server or workspace) is recorded when given and
+        kept when None."""
         ...
 
     async def cancel_heartbeat(self, agent_id: str) -> None:
@@ -156,6 +159,10 @@ class RuntimeStore(Protocol):
 
     async def heartbeat_state(self, agent_id: str) -> HeartbeatState | None:
         """The agent's schedule row, or None when it never had one."""
+        ...
+
+    async def reflection_tokens_spent(self, scope: str, *, day: str) -> int:
+        """Reflection tokens spent on `day` (UTC date, ISO) by every agent of `scope`."""
         ...
 
     async def claim_due_heartbeats(

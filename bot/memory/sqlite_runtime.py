@@ -212,12 +212,13 @@ class SQLiteRuntimeStore:
         await self._run("autocommit", lambda conn: check_fence(conn, agent_id, Fence(agent_id=agent_id, token=token)))
 
     # -- schedule ---------------------------------------------------------------------------
-    async def schedule_heartbeat(self, agent_id: str, *, due_at: datetime) -> None:
+    async def schedule_heartbeat(self, agent_id: str, *, due_at: datetime, scope: str | None = None) -> None:
         def schedule(conn: sqlite3.Connection) -> None:
             conn.execute(
-                "INSERT INTO heartbeats (agent_id, due_at) VALUES (?, ?) ON CONFLICT (agent_id) DO UPDATE SET "
-                "due_at = excluded.due_at, claimed_by = NULL, claimed_until = NULL",
-                (agent_id, to_us(due_at)),
+                "INSERT INTO heartbeats (agent_id, due_at, scope) VALUES (?, ?, ?) ON CONFLICT (agent_id) DO UPDATE SET "
+                "due_at = excluded.due_at, claimed_by = NULL, claimed_until = NULL, "
+                "scope = coalesce(excluded.scope, heartbeats.scope)",
+                (agent_id, to_us(due_at), scope),
             )
 
         await self._run("write", schedule)
@@ -232,7 +233,8 @@ class SQLiteRuntimeStore:
     async def heartbeat_state(self, agent_id: str) -> HeartbeatState | None:
         def read(conn: sqlite3.Connection) -> HeartbeatState | None:
             row = conn.execute(
-                "SELECT due_at, last_fired_at, budget_day, tokens_spent FROM heartbeats WHERE agent_id = ?", (agent_id,)
+                "SELECT due_at, last_fired_at, scope, budget_day, tokens_spent FROM heartbeats WHERE agent_id = ?",
+                (agent_id,),
             ).fetchone()
             if row is None:
                 return None
@@ -240,9 +242,19 @@ class SQLiteRuntimeStore:
                 agent_id=agent_id,
                 due_at=_opt_time(row["due_at"]),
                 last_fired_at=_opt_time(row["last_fired_at"]),
+                scope=opt_str(row["scope"]),
                 budget_day=opt_str(row["budget_day"]),
                 tokens_spent=int(row["tokens_spent"]),
             )
+
+        return await self._run("autocommit", read)
+
+    async def reflection_tokens_spent(self, scope: str, *, day: str) -> int:
+        def read(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                "SELECT coalesce(sum(tokens_spent), 0) FROM heartbeats WHERE scope = ? AND budget_day = ?", (scope, day)
+            ).fetchone()
+            return int(row[0])
 
         return await self._run("autocommit", read)
 

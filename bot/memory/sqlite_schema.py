@@ -210,10 +210,12 @@ _SCHEMA_V2: tuple[str, ...] = (
         claimed_by TEXT,
         claimed_until INTEGER,
         last_fired_at INTEGER,
+        scope TEXT,
         budget_day TEXT,
         tokens_spent INTEGER NOT NULL DEFAULT 0
     ) WITHOUT ROWID""",
     "CREATE INDEX heartbeats_due ON heartbeats (due_at) WHERE due_at IS NOT NULL",
+    "CREATE INDEX heartbeats_scope_day ON heartbeats (scope, budget_day) WHERE scope IS NOT NULL",
 )
 
 #: The version of this file's layout. SQLite's own: MongoDB versions its database separately

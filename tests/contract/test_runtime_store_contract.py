@@ -499,3 +499,20 @@ async def test_deleting_an_agent_deletes_its_inbox_lease_and_schedule(store: Sto
     assert await store.lease_acquire("agent-2", "r2", now=T0, expires_at=T0 + MINUTE) is None
     assert await store.heartbeat_state("agent-1") is None
     assert [d.agent_id for d in await claim(store, "r3", T0)] == ["agent-2"]
+
+
+async def test_reflection_spend_is_summed_per_server_and_day(store: Store) -> None:
+    for agent_id, scope in (("a1", "discord:G1"), ("a2", "discord:G1"), ("a3", "discord:G2")):
+        await store.schedule_heartbeat(agent_id, due_at=T0, scope=scope)
+    await store.schedule_heartbeat("a4", due_at=T0)  # a DM agent: no server
+    # Rescheduling without a scope keeps the one recorded.
+    await store.schedule_heartbeat("a1", due_at=T0 - MINUTE)
+    state = await store.heartbeat_state("a1")
+    assert state is not None
+    assert state.scope == "discord:G1"
+    for due in await claim(store, "r1", T0):
+        await store.finish_heartbeat(due, fired_at=T0, tokens={"a1": 100, "a2": 50, "a3": 7, "a4": 1}[due.agent_id])
+    assert await store.reflection_tokens_spent("discord:G1", day="2024-05-01") == 150
+    assert await store.reflection_tokens_spent("discord:G2", day="2024-05-01") == 7
+    assert await store.reflection_tokens_spent("discord:G1", day="2024-05-02") == 0
+    assert await store.reflection_tokens_spent("slack:T9", day="2024-05-01") == 0

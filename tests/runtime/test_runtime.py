@@ -319,3 +319,50 @@ async def test_pause_heartbeats_and_budgets_are_honoured(harness: Harness) -> No
     )
     assert await stingy.tick() == 0
     assert runtime.stats.heartbeats_skipped == 2
+
+
+async def test_a_server_wide_reflection_budget_caps_every_agent_of_that_server(harness: Harness) -> None:
+    from bot.scheduler import HeartbeatScheduler, SchedulerOptions
+
+    spender = await harness.agent("spender")
+    neighbour = await harness.agent("neighbour")
+    elsewhere = await harness.agent("elsewhere")
+    runtime = await harness.runtime()
+    now = harness.clock()
+    await harness.store.schedule_heartbeat(spender, due_at=now, scope="discord:G1")
+    [due] = await harness.store.claim_due_heartbeats("r", now=now, claim_until=now + timedelta(minutes=5), limit=5)
+    await harness.store.finish_heartbeat(due, fired_at=now, tokens=900)
+    await harness.store.schedule_heartbeat(neighbour, due_at=now, scope="discord:G1")
+    await harness.store.schedule_heartbeat(elsewhere, due_at=now, scope="discord:G2")
+    scheduler = HeartbeatScheduler(
+        store=harness.store,
+        runtime=runtime,
+        options=SchedulerOptions(daily_tokens_per_agent=10_000, daily_tokens_per_server=800),
+        clock=harness.clock,
+    )
+    harness.server.enqueue(TextReply(text="tidying up"))
+    assert await scheduler.tick() == 1, "only the agent of the server under budget reflects"
+    await settle(runtime)
+    reflected = [
+        a
+        for a in (neighbour, elsewhere)
+        if any("reflection:" in m.content for m in await harness.store.get_messages(a))
+    ]
+    assert reflected == [elsewhere]
+    assert runtime.stats.heartbeats_skipped == 1
+
+
+async def test_the_reflection_is_scheduled_in_the_messages_server(harness: Harness) -> None:
+    from dataclasses import replace
+
+    agent = await harness.agent("sam")
+    runtime = await harness.runtime()
+    harness.server.enqueue(reply("hi"))
+    message = replace(harness.message("hello", msg_id="m1"), scope="slack:T1")
+    await runtime.submit(agent, message, keys=["m1"])
+    await settle(runtime)
+    state = await harness.store.heartbeat_state(agent)
+    assert state is not None
+    assert state.scope == "slack:T1"
+    assert state.due_at is not None
+    assert state.due_at >= harness.clock() + timedelta(minutes=30)
