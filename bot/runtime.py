@@ -87,12 +87,17 @@ class RuntimeStats:
     leases_lost: int = 0
     heartbeats_fired: int = 0
     heartbeats_skipped: int = 0
+    #: Per agent, since start: tokens, LLM calls and seconds spent waiting for the LLM.
     prompt_tokens: dict[str, int] = field(default_factory=dict)
     completion_tokens: dict[str, int] = field(default_factory=dict)
+    llm_calls: dict[str, int] = field(default_factory=dict)
+    llm_seconds: dict[str, float] = field(default_factory=dict)
 
-    def count_tokens(self, agent_id: str, result: TurnResult) -> None:
+    def count_turn(self, agent_id: str, result: TurnResult) -> None:
         self.prompt_tokens[agent_id] = self.prompt_tokens.get(agent_id, 0) + result.prompt_tokens
         self.completion_tokens[agent_id] = self.completion_tokens.get(agent_id, 0) + result.completion_tokens
+        self.llm_calls[agent_id] = self.llm_calls.get(agent_id, 0) + result.llm_calls
+        self.llm_seconds[agent_id] = self.llm_seconds.get(agent_id, 0.0) + result.llm_seconds
 
 
 class LimitedChatModel:
@@ -385,7 +390,7 @@ class Runtime:
         finally:
             self.stats.turns_in_flight -= 1
         self.stats.turns += 1
-        self.stats.count_tokens(agent_id, result)
+        self.stats.count_turn(agent_id, result)
         if result.is_failed:
             self.stats.turns_failed += 1
         await self._store.inbox_finish(ids, status="failed" if result.is_failed else "done", error=result.error)
@@ -411,7 +416,7 @@ class Runtime:
         finally:
             self.stats.turns_in_flight -= 1
         self.stats.heartbeats_fired += 1
-        self.stats.count_tokens(due.agent_id, result)
+        self.stats.count_turn(due.agent_id, result)
         await self._store.finish_heartbeat(
             due, fired_at=self._clock(), tokens=result.prompt_tokens + result.completion_tokens
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -83,6 +84,9 @@ class TurnResult:
     completion_tokens: int = 0
     #: Prompt tokens of the last call (what the context costs now).
     last_prompt_tokens: int = 0
+    #: LLM calls made and the seconds spent waiting for them (summaries included).
+    llm_calls: int = 0
+    llm_seconds: float = 0.0
     error: str | None = None
 
     @property
@@ -284,7 +288,7 @@ class AgentLoop:
                 await self._compact(turn, estimate)
                 messages, estimate = await self._prompt(turn)
             try:
-                completion = await self._model.complete(messages, tools=self._tools)
+                completion = await self._timed_call(turn, messages)
             except ContextOverflowError:
                 if turn.is_overflow_retried:
                     raise
@@ -297,6 +301,14 @@ class AgentLoop:
             turn.result.completion_tokens += completion.usage.completion_tokens
             turn.result.last_prompt_tokens = completion.usage.prompt_tokens or estimate
             return completion
+
+    async def _timed_call(self, turn: _Turn, messages: list[ChatMessage]) -> Completion:
+        started = time.perf_counter()
+        try:
+            return await self._model.complete(messages, tools=self._tools)
+        finally:
+            turn.result.llm_calls += 1
+            turn.result.llm_seconds += time.perf_counter() - started
 
     async def _prompt(self, turn: _Turn) -> tuple[list[ChatMessage], int]:
         """The messages for the next call and their estimated prompt tokens."""

@@ -75,6 +75,9 @@ async def test_a_burst_to_a_busy_agent_is_queued_and_merged(harness: Harness) ->
     assert [u.split("] ")[1] for u in users[-3:]] == ["msg 2", "msg 3", "msg 4"]
     assert [u.split(" ")[2].rstrip("]") for u in users[-3:]] == ["Bob", "Cy", "Di"]
     assert runtime.stats.turns == 2
+    assert runtime.stats.llm_calls[agent] == 2
+    assert runtime.stats.llm_seconds[agent] >= 0.5, "the slow first call is in the agent's LLM time"
+    assert runtime.stats.prompt_tokens[agent] > 0
 
 
 async def test_a_slow_agent_does_not_delay_another(harness: Harness) -> None:
