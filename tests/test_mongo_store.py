@@ -21,6 +21,7 @@ from bot.errors import LeaseLostError, NotFoundError, SchemaVersionError, StoreE
 from bot.memory import mongo_schema
 from bot.memory.mongo import MongoStore
 from bot.memory.mongo_schema import SCHEMA_VERSION
+from bot.memory.policy_store import AuditEntry, Policy
 from bot.memory.runtime_store import WRITE_FENCE, Fence, InboxEntry
 from bot.memory.store import AgentRecord, AgentUpdate, CoreBlock, NewMessage, NewPassage
 from tests.contract.mongo_backend import REAL_MONGODB_URI, WireServer, open_mongo_store, shared_uri
@@ -144,7 +145,9 @@ def _queries(commands: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any], 
     return [(coll, q, s) for coll, q, s in found if coll in _COLLECTIONS]
 
 
-_COLLECTIONS = ("meta", "agents", "blocks", "messages", "passages", "inbox", "leases", "heartbeats")
+_COLLECTIONS = (
+    "meta", "agents", "blocks", "messages", "passages", "inbox", "leases", "heartbeats", "policies", "audit",
+)  # fmt: skip
 
 
 async def _use_the_runtime_half(store: MongoStore) -> None:
@@ -182,6 +185,20 @@ async def _use_the_runtime_half(store: MongoStore) -> None:
     await store.cancel_heartbeat("agent-1")
 
 
+async def _use_the_policy_half(store: MongoStore) -> None:
+    """Every PolicyStore method, with and without a channel and with every audit filter."""
+    for channel in (None, "c1"):
+        await store.set_policy(Policy(scope="discord:1", channel=channel, updated_at=T0))
+        await store.get_policy("discord:1", channel)
+    await store.list_policies("discord:1")
+    await store.delete_policy("discord:1", "c1")
+    await store.delete_policy("discord:1", None)
+    entry = AuditEntry(at=T0, scope="discord:1", actor_id="u1", actor_name="Ann", action="reset", agent_id="agent-1")
+    await store.append_audit(entry)
+    for scope, agent_id in ((None, None), ("discord:1", None), (None, "agent-1"), ("discord:1", "agent-1")):
+        await store.list_audit(scope=scope, agent_id=agent_id)
+
+
 async def test_every_query_the_store_sends_is_backed_by_an_index() -> None:
     recorder = Recorder()
     async with open_mongo_store(client_options={"event_listeners": [recorder]}) as store:
@@ -207,6 +224,7 @@ async def test_every_query_the_store_sends_is_backed_by_an_index() -> None:
         await store.passages_without_embedding("agent-1", "other", limit=5)
         await store.set_passage_embedding(ids[0], [0.0, 1.0], "e")
         await _use_the_runtime_half(store)
+        await _use_the_policy_half(store)
         with fenced("agent-1", 99):
             await store.delete_messages_from("agent-1", 3)
             await store.delete_passages("agent-1")
@@ -219,7 +237,7 @@ async def test_every_query_the_store_sends_is_backed_by_an_index() -> None:
                 for name in _COLLECTIONS
             }
             queries = _queries(recorder.commands)
-            assert len(queries) > 80
+            assert len(queries) > 90
             assert {coll for coll, _, _ in queries} == set(_COLLECTIONS)
             unbacked = [
                 (coll, q, s)
@@ -311,8 +329,9 @@ async def test_an_older_layout_is_migrated_forward() -> None:
         await client.close()
 
 
-async def test_a_version_1_database_gains_the_runtime_collections_and_fences() -> None:
-    """Version 1: before the inbox, leases, heartbeats, the agents' `fence` and the platform-id index."""
+async def test_a_version_1_database_gains_the_runtime_and_policy_collections_and_fences() -> None:
+    """Version 1: before the inbox, leases, heartbeats, policies, audit log, the agents' `fence` and
+    the platform-id index."""
     database = "membot_test_schema_1"
     client, db = await raw_db(shared_uri(), database)
     try:
@@ -320,7 +339,7 @@ async def test_a_version_1_database_gains_the_runtime_collections_and_fences() -
             await store.create_agent(agent(), [block("agent-1", "persona", "p")])
             await store.append_messages("agent-1", [msg("hello", platform_id="d:1"), msg("no id")])
         # Take the database back to what a version 1 membot left.
-        for name in ("inbox", "leases", "heartbeats"):
+        for name in ("inbox", "leases", "heartbeats", "policies", "audit"):
             await db.drop_collection(name)
         await db.messages.drop_index("messages_by_platform_id")
         await db.agents.update_many({}, {"$unset": {"fence": ""}})
@@ -339,11 +358,19 @@ async def test_a_version_1_database_gains_the_runtime_collections_and_fences() -
             await store.lease_acquire("agent-1", "r2", now=T0 + minute, expires_at=T0 + 2 * minute)
             with fenced("agent-1", 1), pytest.raises(LeaseLostError):
                 await store.append_messages("agent-1", [msg("stale")])
+            server = Policy(scope="discord:1", mode="per_user", updated_at=T0)
+            await store.set_policy(server)
+            assert await store.list_policies("discord:1") == [server]
+            made = AuditEntry(at=T0, scope="discord:1", actor_id="u1", actor_name="Ann", action="reset")
+            await store.append_audit(made)
+            assert await store.list_audit(scope="discord:1") == [made]
         meta = await db.meta.find_one({"_id": "schema"})
         assert meta is not None
         assert meta["version"] == SCHEMA_VERSION == 2
         assert "messages_by_platform_id" in await db.messages.index_information()
         assert {"inbox_by_key", "inbox_by_status", "inbox_by_agent"} <= set(await db.inbox.index_information())
+        assert "policies_by_key" in await db.policies.index_information()
+        assert {"audit_by_time", "audit_by_scope", "audit_by_agent"} <= set(await db.audit.index_information())
         assert [d.get("fence") for d in await db.agents.find({}).to_list()] == [2]
     finally:
         await client.drop_database(database)
@@ -637,6 +664,50 @@ async def test_hand_corrupted_documents_are_skipped_with_a_warning(caplog: pytes
         assert [m.seq for m in (await store.search_messages("agent-1", "good broken"))[0]] == [3, 1]
         for text in ("malformed messages", "malformed blocks", "malformed agents", "malformed passages", "counters"):
             assert text in caplog.text
+
+
+async def test_hand_corrupted_policy_and_audit_documents_are_skipped_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with open_mongo_store() as store:
+        for channel in (None, "a", "b"):
+            await store.set_policy(Policy(scope="s", channel=channel, updated_at=T0))
+        for action in ("kept", "broken"):
+            await store.append_audit(AuditEntry(at=T0, scope="s", actor_id="u1", actor_name="Ann", action=action))
+        client, db = await raw_db(shared_uri(), store._database)
+        try:
+            await db.policies.update_one({"channel": "a"}, {"$set": {"mode": "per_moon"}})
+            await db.policies.update_one({"channel": "b"}, {"$unset": {"updated_at_us": ""}})
+            await db.audit.update_one({"action": "broken"}, {"$set": {"at_us": "last week"}})
+        finally:
+            await client.close()
+        caplog.set_level(logging.WARNING)
+        assert [p.channel for p in await store.list_policies("s")] == [None]
+        assert await store.get_policy("s", "a") is None
+        assert [e.action for e in await store.list_audit()] == ["kept"]
+        assert "malformed policies" in caplog.text
+        assert "bad fields: mode" in caplog.text
+        assert "malformed audit" in caplog.text
+
+
+async def test_set_policy_on_a_key_another_replica_just_created_replaces_it(wire: WireServer) -> None:
+    """Two first upserts of one key at once: the loser's insert clashes on the unique index (here a
+    fail point answers its upsert with one duplicate key error) and it updates the winner's instead."""
+    database = "membot_test_policy_race"
+    store = MongoStore(wire.uri, database=database)
+    client, _ = await raw_db(wire.uri, database)
+    try:
+        await store.open()
+        await store.set_policy(Policy(scope="s", channel="c", updated_at=T0))  # the winner's
+        data = {"failCommands": ["update"], "errorCode": 11000, "namespace": f"{database}.policies"}
+        await client.admin.command({"configureFailPoint": "failCommand", "mode": {"times": 1}, "data": data})
+        ours = Policy(scope="s", channel="c", mode="per_user", persona="sam", updated_at=T0 + timedelta(seconds=1))
+        await store.set_policy(ours)
+        assert await store.list_policies("s") == [ours]
+    finally:
+        await _no_fail(client)
+        await store.close()
+        await client.close()
 
 
 async def test_ids_with_dollar_and_dot_are_plain_values() -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from bot.errors import SchemaVersionError, StoreError
 from bot.memory import sqlite_schema
+from bot.memory.policy_store import AuditEntry, Policy
 from bot.memory.runtime_store import InboxEntry
 from bot.memory.sqlite import SQLiteStore
 from bot.memory.sqlite_schema import SCHEMA_VERSION, match_expression
@@ -88,6 +89,21 @@ async def test_reopen_persists_everything(tmp_path: Path) -> None:
         assert [m.seq for m in await store.append_messages("agent-1", [msg("next")])] == [2]
 
 
+async def test_policies_and_the_audit_log_persist_across_a_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "membot.sqlite3"
+    server, channel = Policy(scope="s", updated_at=T0), Policy(scope="s", channel="c", persona="p", updated_at=T0)
+    entry = AuditEntry(at=T0, scope="s", actor_id="u1", actor_name="Ann", action="reset", agent_id="agent-1")
+    async with opened(path) as store:
+        await store.set_policy(channel)
+        await store.set_policy(server)
+        await store.append_audit(entry)
+    async with opened(path) as store:
+        assert await store.list_policies("s") == [server, channel]
+        assert await store.list_audit() == [entry]
+        await store.set_policy(server)  # still one server policy: the partial unique index came back with the file
+        assert await store.list_policies("s") == [server, channel]
+
+
 async def test_close_is_idempotent_and_a_closed_store_refuses_work(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "membot.sqlite3")
     await store.open()
@@ -127,7 +143,7 @@ async def test_an_older_schema_is_migrated_forward(tmp_path: Path, monkeypatch: 
     assert execute(path, "SELECT id, nickname FROM agents") == [("agent-1", None)]
 
 
-async def test_a_version_1_file_gains_the_runtime_tables_and_the_platform_id_index(
+async def test_a_version_1_file_gains_the_runtime_and_policy_tables_and_the_platform_id_index(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "membot.sqlite3"
@@ -137,7 +153,8 @@ async def test_a_version_1_file_gains_the_runtime_tables_and_the_platform_id_ind
             await add_agent(store)
             await store.append_messages("agent-1", [msg("hello", platform_message_id="d:1"), msg("no id")])
     assert execute(path, "SELECT value FROM meta WHERE key = 'schema_version'") == [("1",)]
-    assert execute(path, "SELECT name FROM sqlite_master WHERE name IN ('inbox', 'messages_platform_id')") == []
+    found = "SELECT name FROM sqlite_master WHERE name IN ('inbox', 'messages_platform_id', 'policies', 'audit')"
+    assert execute(path, found) == []
 
     async with opened(path) as store:
         assert [m.content for m in await store.get_messages("agent-1")] == ["hello", "no id"]
@@ -148,7 +165,14 @@ async def test_a_version_1_file_gains_the_runtime_tables_and_the_platform_id_ind
         assert (await store.lease_acquire("agent-1", "r1", now=T0, expires_at=T0 + timedelta(minutes=1))) is not None
         await store.schedule_heartbeat("agent-1", due_at=T0)
         assert (await store.heartbeat_state("agent-1")) is not None
+        server = Policy(scope="discord:1", mode="per_user", updated_at=T0)
+        await store.set_policy(server)
+        assert await store.list_policies("discord:1") == [server]
+        entry_made = AuditEntry(at=T0, scope="discord:1", actor_id="u1", actor_name="Ann", action="reset")
+        await store.append_audit(entry_made)
+        assert await store.list_audit(scope="discord:1") == [entry_made]
     assert execute(path, "SELECT value FROM meta WHERE key = 'schema_version'") == [("2",)]
+    assert execute(path, "SELECT name FROM sqlite_master WHERE name = 'policies_server'") == [("policies_server",)]
     plan = execute(
         path,
         "EXPLAIN QUERY PLAN SELECT platform_message_id FROM messages WHERE agent_num = 1 AND platform_message_id = 'd:1'",
@@ -293,6 +317,55 @@ async def test_vectors_of_the_wrong_size_are_skipped_with_a_warning(
         page, total = await store.search_passages_vector("agent-1", [1.0, 0.0, 0.0], embedding_model="e")
     assert ([p.text for p in page], total) == (["three"], 1)
     assert any("wrong size" in r.getMessage() for r in caplog.records)
+
+
+async def test_malformed_policy_and_audit_rows_are_skipped_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "membot.sqlite3"
+    async with opened(path) as store:
+        for channel in (None, "a", "b"):
+            await store.set_policy(Policy(scope="s", channel=channel, updated_at=T0))
+        for action in ("kept", "broken"):
+            await store.append_audit(AuditEntry(at=T0, scope="s", actor_id="u1", actor_name="Ann", action=action))
+    execute(path, "UPDATE policies SET updated_at = 'recently' WHERE channel = 'a'")
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("PRAGMA ignore_check_constraints = ON")  # an operator who turned the check off
+        conn.execute("UPDATE policies SET mode = 'per_moon' WHERE channel = 'b'")
+    execute(path, "UPDATE audit SET at = 'last week' WHERE action = 'broken'")
+
+    caplog.set_level(logging.WARNING, logger="bot.memory")
+    async with opened(path) as store:
+        assert [p.channel for p in await store.list_policies("s")] == [None]
+        assert await store.get_policy("s", "b") is None
+        assert [e.action for e in await store.list_audit()] == ["kept"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert sum("skipping an unreadable row" in w for w in warnings) == 4
+    assert any("unknown routing mode" in w for w in warnings)
+
+
+async def test_policy_and_audit_reads_seek_an_index_and_never_sort(tmp_path: Path) -> None:
+    async with opened(tmp_path / "membot.sqlite3") as store:
+        statements: list[str] = []
+        await store._run("autocommit", lambda conn: conn.set_trace_callback(statements.append))
+        await store.set_policy(Policy(scope="s", updated_at=T0))
+        await store.set_policy(Policy(scope="s", channel="c", updated_at=T0))
+        await store.get_policy("s", None)
+        await store.get_policy("s", "c")
+        await store.list_policies("s")
+        await store.delete_policy("s", "c")
+        await store.delete_policy("s", None)
+        await store.append_audit(AuditEntry(at=T0, scope="s", actor_id="u", actor_name="U", action="a", agent_id="x"))
+        for scope, agent_id in ((None, None), ("s", None), (None, "x"), ("s", "x")):
+            await store.list_audit(scope=scope, agent_id=agent_id)
+        await store._run("autocommit", lambda conn: conn.set_trace_callback(None))
+
+    reads = [s for s in statements if s.startswith(("SELECT", "DELETE")) and ("policies" in s or "audit" in s)]
+    assert len(reads) == 9
+    for sql in reads:
+        plan = " | ".join(str(step[-1]) for step in execute(tmp_path / "membot.sqlite3", f"EXPLAIN QUERY PLAN {sql}"))
+        assert "USING INDEX" in plan or "USING COVERING INDEX" in plan, (sql, plan)
+        assert "TEMP B-TREE" not in plan, (sql, plan)
 
 
 # -- search ----------------------------------------------------------------------------------------------

@@ -1,10 +1,11 @@
 """`MongoStore`: the memory store on MongoDB (standalone, replica set, sharded cluster or Atlas).
 
-Five modules, one noun each: this one (connection, errors, agents and blocks, the protocol's
+Six modules, one noun each: this one (connection, errors, agents and blocks, the protocol's
 methods); `mongo_schema` (collections, indexes, document shapes, migrations); `mongo_log` (seq
 allocation, all-or-nothing appends with or without transactions, bm25 text search);
 `mongo_vectors` (`$vectorSearch` or the numpy fallback); `mongo_runtime` (inbox, leases, heartbeat
-schedule, and how memory writes are fenced). `docs/mongodb.md` is the operator's guide.
+schedule, and how memory writes are fenced); `mongo_policy` (routing policies, the audit log).
+`docs/mongodb.md` is the operator's guide.
 
 Every memory write of an agent made under `WRITE_FENCE` for it is refused with `LeaseLostError`
 when another replica has since taken the agent's lease (exactly with transactions; on a
@@ -44,6 +45,7 @@ from pymongo.errors import (
 from bot.errors import NotFoundError, SchemaVersionError, StoreError, VersionConflictError
 from bot.memory import mongo_schema as schema
 from bot.memory.mongo_log import HIDDEN_FIELDS, AgentLogs, fenced
+from bot.memory.mongo_policy import MongoPolicyStore
 from bot.memory.mongo_runtime import MongoRuntimeStore, fence_token
 from bot.memory.mongo_schema import AGENTS, BLOCKS, MESSAGES, META, PASSAGES, SCHEMA_DOC_ID, SCHEMA_VERSION
 from bot.memory.mongo_vectors import VectorSearch, embedding_value
@@ -77,8 +79,8 @@ def _now_us() -> int:
     return schema.to_us(datetime.now(UTC))
 
 
-class MongoStore(MongoRuntimeStore):
-    """A `MemoryStore` and `RuntimeStore` on MongoDB through pymongo's asyncio client."""
+class MongoStore(MongoRuntimeStore, MongoPolicyStore):
+    """A `MemoryStore`, `RuntimeStore` and `PolicyStore` on MongoDB through pymongo's asyncio client."""
 
     def __init__(
         self,
@@ -331,7 +333,7 @@ class MongoStore(MongoRuntimeStore):
                 await self._coll(AGENTS).delete_one({"_id": agent_id})
                 for name in (BLOCKS, MESSAGES, PASSAGES):
                     await self._coll(name).delete_many({"agent_id": agent_id})
-                await self._delete_runtime_docs(agent_id)
+                await self._delete_runtime_docs(agent_id)  # the audit log stays: it outlives a reset
 
     # -- core memory ------------------------------------------------------------------------
     async def get_blocks(self, agent_id: str) -> list[CoreBlock]:

@@ -5,6 +5,7 @@ Collections (one database, `membot` by default)::
     meta      {_id: "schema", version, terms_version, updated_at}
     meta      {_id: "agents", created: n}   (creation order of agents)
     meta      {_id: "inbox", received: n}   (arrival order of inbox entries)
+    meta      {_id: "audit", appended: n}   (insertion order of audit entries)
     agents    {_id: agent id, num: creation order, <AgentRecord fields>, counters: {...}, fence, fence_gate}
     blocks    {agent_id, label, value, limit, version, updated_at_us, pending?: {batch, first, last}}
     messages  {agent_id, seq, role, content, ..., terms, name_terms, keys, length, batch}
@@ -12,6 +13,8 @@ Collections (one database, `membot` by default)::
     inbox     {_id: entry id, num, agent_id, keys?: [...], payload, received_at_us, status, attempts, replies, error}
     leases    {_id: agent id, owner, token, expires_at_us, fenced}
     heartbeats {_id: agent id, due_at_us, claimed_by, claimed_until_us, last_fired_at_us, scope, budget_day, tokens_spent}
+    policies  {scope, channel (null: the server's own), mode, persona, human, updated_at_us, updated_by}
+    audit     {num, at_us, scope, actor_id, actor_name, action, agent_id, detail}
 
 Ids are only ever values (`_id`, `agent_id`), never field names, so `$` and `.` in an id are safe.
 Times are int64 microseconds since the Unix epoch in `*_us` fields: BSON dates keep milliseconds
@@ -28,6 +31,11 @@ An inbox entry's keys sit in its own `keys` array under a unique multikey index:
 insert is atomic with its index keys, so an entry is stored with all its keys or not at all. The
 array is left out when an entry has no keys (the index is sparse, so keyless entries never clash).
 
+A policy's key is (scope, channel) under a unique index. A unique index holds null like any value,
+so it also allows one server policy (channel null) per scope; null sorts before every string, so
+the index serves "the server's own first, then its channels by id". Audit entries sort newest
+first with ties by `num` (the `meta` counter), newest inserted first; `delete_agent` leaves them.
+
 `SCHEMA_VERSION` here is MongoDB's own (the SQLite file has its own in `sqlite_schema`).
 """
 
@@ -42,6 +50,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
+from bot.memory.policy_store import AuditEntry, Policy, RoutingMode
 from bot.memory.runtime_store import HeartbeatState, InboxEntry, InboxStatus
 from bot.memory.store import (
     AgentRecord,
@@ -57,6 +66,7 @@ from bot.memory.text_terms import TEXT_TERMS_VERSION, index_terms
 
 __all__ = [
     "AGENTS",
+    "AUDIT",
     "BLOCKS",
     "HEARTBEATS",
     "INBOX",
@@ -65,6 +75,7 @@ __all__ = [
     "MESSAGES",
     "META",
     "PASSAGES",
+    "POLICIES",
     "SCHEMA_DOC_ID",
     "SCHEMA_VERSION",
     "IndexSpec",
@@ -84,9 +95,11 @@ _log = logging.getLogger(__name__)
 
 META, AGENTS, BLOCKS, MESSAGES, PASSAGES = "meta", "agents", "blocks", "messages", "passages"
 INBOX, LEASES, HEARTBEATS = "inbox", "leases", "heartbeats"
+POLICIES, AUDIT = "policies", "audit"
 SCHEMA_DOC_ID = "schema"
 #: The version of this layout; `open()` refuses a database with a newer one. 2 added the runtime
-#: collections (inbox, leases, heartbeats), the agent's `fence` and the platform-id index.
+#: collections (inbox, leases, heartbeats), the agent's `fence`, the platform-id index, and the
+#: routing policies and admin audit log.
 SCHEMA_VERSION = 2
 LogKind = Literal["messages", "passages"]
 
@@ -146,6 +159,11 @@ INDEXES: tuple[IndexSpec, ...] = (
     ),
     IndexSpec(collection=HEARTBEATS, name="heartbeats_by_due", keys=(("due_at_us", 1), ("_id", 1))),
     IndexSpec(collection=HEARTBEATS, name="heartbeats_by_scope_day", keys=(("scope", 1), ("budget_day", 1))),
+    IndexSpec(collection=POLICIES, name="policies_by_key", keys=(("scope", 1), ("channel", 1)), is_unique=True),
+    # list_audit, newest first: unfiltered, for one server, for one agent (and, by the server's, for both).
+    IndexSpec(collection=AUDIT, name="audit_by_time", keys=(("at_us", -1), ("num", -1))),
+    IndexSpec(collection=AUDIT, name="audit_by_scope", keys=(("scope", 1), ("at_us", -1), ("num", -1))),
+    IndexSpec(collection=AUDIT, name="audit_by_agent", keys=(("agent_id", 1), ("at_us", -1), ("num", -1))),
 )
 
 
@@ -233,6 +251,26 @@ class _HeartbeatDoc(_Doc):
     tokens_spent: int = 0
 
 
+class _PolicyDoc(_Doc):
+    scope: str
+    channel: str | None = None
+    mode: RoutingMode
+    persona: str | None = None
+    human: str | None = None
+    updated_at_us: int
+    updated_by: str | None = None
+
+
+class _AuditDoc(_Doc):
+    at_us: int
+    scope: str | None = None
+    actor_id: str
+    actor_name: str
+    action: str
+    agent_id: str | None = None
+    detail: str = ""
+
+
 _TIME_FIELDS = (
     "created_at",
     "updated_at",
@@ -241,6 +279,7 @@ _TIME_FIELDS = (
     "received_at",
     "due_at",
     "last_fired_at",
+    "at",
 )
 
 
@@ -285,6 +324,14 @@ def _to_heartbeat(doc: dict[str, Any]) -> HeartbeatState:
     return HeartbeatState(**_times(_HeartbeatDoc.model_validate({**doc, "agent_id": doc.get("_id")}).model_dump()))
 
 
+def _to_policy(doc: dict[str, Any]) -> Policy:
+    return Policy(**_times(_PolicyDoc.model_validate(doc).model_dump()))
+
+
+def _to_audit_entry(doc: dict[str, Any]) -> AuditEntry:
+    return AuditEntry(**_times(_AuditDoc.model_validate(doc).model_dump()))
+
+
 _DECODERS: dict[str, Any] = {
     AGENTS: _to_agent,
     BLOCKS: _to_block,
@@ -292,6 +339,8 @@ _DECODERS: dict[str, Any] = {
     PASSAGES: _to_passage,
     INBOX: _to_inbox_entry,
     HEARTBEATS: _to_heartbeat,
+    POLICIES: _to_policy,
+    AUDIT: _to_audit_entry,
 }
 
 
@@ -428,8 +477,8 @@ async def _migrate_0_to_1(db: AsyncDatabase[dict[str, Any]]) -> None:
 
 
 async def _migrate_1_to_2(db: AsyncDatabase[dict[str, Any]]) -> None:
-    """Version 2: the runtime collections and the platform-id index (`open()` creates every index
-    of `INDEXES` before migrating), and a `fence` in every agent document."""
+    """Version 2: the runtime collections, the platform-id index, the policies and the audit log
+    (`open()` creates every index of `INDEXES` before migrating), and a `fence` in every agent document."""
     await db[AGENTS].update_many({"fence": {"$exists": False}}, {"$set": {"fence": 0}})
 
 

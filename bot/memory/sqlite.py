@@ -1,5 +1,5 @@
-"""`SQLiteStore`: the embedded `MemoryStore` (and, through `SQLiteRuntimeStore`, `RuntimeStore`),
-one stdlib sqlite3 connection in WAL mode.
+"""`SQLiteStore`: the embedded `MemoryStore` (and, through `SQLiteRuntimeStore` and
+`SQLitePolicyStore`, `RuntimeStore` and `PolicyStore`), one stdlib sqlite3 connection in WAL mode.
 
 Recall search is FTS5 over `messages_fts` (see `sqlite_schema` for the layout). An agent's
 messages are one rowid range, so FTS5 itself filters by agent (and, by rowid arithmetic, by
@@ -38,6 +38,7 @@ from typing import Any, cast
 
 from bot.errors import NotFoundError, StoreError, VersionConflictError
 from bot.memory.runtime_store import WRITE_FENCE
+from bot.memory.sqlite_policy import SQLitePolicyStore
 from bot.memory.sqlite_runtime import Mode, SQLiteRuntimeStore, check_fence, delete_runtime_rows
 from bot.memory.sqlite_schema import (
     INSERT_MESSAGE,
@@ -88,8 +89,8 @@ _AGENT_FIELDS = {f.name for f in fields(AgentUpdate)}
 _BEGIN: dict[Mode, str | None] = {"autocommit": None, "read": "BEGIN", "write": "BEGIN IMMEDIATE"}
 
 
-class SQLiteStore(SQLiteRuntimeStore):
-    """`MemoryStore` and `RuntimeStore` in one SQLite file (see the module docstring for the design)."""
+class SQLiteStore(SQLiteRuntimeStore, SQLitePolicyStore):
+    """`MemoryStore`, `RuntimeStore` and `PolicyStore` in one SQLite file (the module docstring has the design)."""
 
     def __init__(self, path: Path, *, busy_timeout: float = 5.0, rank_window: int = 2_000) -> None:
         self._path = path
@@ -274,7 +275,7 @@ class SQLiteStore(SQLiteRuntimeStore):
     async def delete_agent(self, agent_id: str) -> None:
         def delete(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM agents WHERE id = ?", (agent_id,))  # cascades, triggers clean FTS
-            delete_runtime_rows(conn, agent_id)
+            delete_runtime_rows(conn, agent_id)  # the audit log stays: it outlives a reset
 
         await self._run("write", delete)
 

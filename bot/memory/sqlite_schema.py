@@ -21,6 +21,8 @@ Layout decisions (the "why" lives here, next to the DDL):
   and `delete_agent` removes them explicitly. An entry's keys are a separate table so that one
   UNIQUE index refuses a key taken by any entry; they are also kept, in order, as JSON on the
   entry for reading back.
+- Version 2 also holds the routing `policies` and the admin `audit` log (see `sqlite_policy`).
+  Neither refers to `agents`: the log must outlive the agents it names.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ __all__ = [
     "SEQ_BITS",
     "agent_from_row",
     "agent_to_row",
+    "as_text",
     "block_from_row",
     "from_us",
     "match_expression",
@@ -216,6 +219,34 @@ _SCHEMA_V2: tuple[str, ...] = (
     ) WITHOUT ROWID""",
     "CREATE INDEX heartbeats_due ON heartbeats (due_at) WHERE due_at IS NOT NULL",
     "CREATE INDEX heartbeats_scope_day ON heartbeats (scope, budget_day) WHERE scope IS NOT NULL",
+    # A server's own policy has channel NULL. NULLs are distinct in a UNIQUE index, so policies_key
+    # keeps one policy per channel and the partial policies_server one per server.
+    """CREATE TABLE policies (
+        scope TEXT NOT NULL,
+        channel TEXT,
+        mode TEXT NOT NULL CHECK (mode IN ('per_channel', 'per_user')),
+        persona TEXT,
+        human TEXT,
+        updated_at INTEGER NOT NULL,
+        updated_by TEXT
+    )""",
+    # get/delete (channel matched with IS, which still seeks) and list_policies (NULL sorts first).
+    "CREATE UNIQUE INDEX policies_key ON policies (scope, channel)",
+    "CREATE UNIQUE INDEX policies_server ON policies (scope) WHERE channel IS NULL",
+    """CREATE TABLE audit (
+        num INTEGER PRIMARY KEY AUTOINCREMENT,
+        at INTEGER NOT NULL,
+        scope TEXT,
+        actor_id TEXT NOT NULL,
+        actor_name TEXT NOT NULL,
+        action TEXT NOT NULL,
+        agent_id TEXT,
+        detail TEXT NOT NULL DEFAULT ''
+    )""",
+    # Newest first is each index scanned backwards: `at`, then the rowid (`num`), its implicit last column.
+    "CREATE INDEX audit_scope ON audit (scope, at)",
+    "CREATE INDEX audit_agent ON audit (agent_id, at)",
+    "CREATE INDEX audit_time ON audit (at)",
 )
 
 #: The version of this file's layout. SQLite's own: MongoDB versions its database separately
