@@ -68,7 +68,7 @@ class RuntimeOptions:
     #: Pause between tries while another replica holds an agent that has work here.
     lease_retry_s: float = 1.0
     max_turn_inputs: int = 20
-    #: How long `submit` keeps retrying while the store is unreachable.
+    #: How long `submit`, and noting a delivered reply, keep retrying while the store is unreachable.
     store_wait_s: float = 60.0
     reflection_idle: timedelta = timedelta(minutes=30)
     reflection_min_period: timedelta = timedelta(hours=6)
@@ -137,14 +137,13 @@ class _Mailbox:
 class _RecordingSink:
     """Delivers through the platform's sink and records each delivery on the inbox entry."""
 
-    def __init__(self, inner: ReplySink, store: RuntimeStore, entry_id: str) -> None:
+    def __init__(self, inner: ReplySink, record: Callable[[str], Awaitable[None]]) -> None:
         self._inner = inner
-        self._store = store
-        self._entry_id = entry_id
+        self._record = record
 
     async def send(self, text: str) -> str | None:
         reply_id = await self._inner.send(text)
-        await self._store.inbox_record_reply(self._entry_id, reply_id or "delivered")
+        await self._record(reply_id or "delivered")
         return reply_id
 
     async def typing(self) -> None:
@@ -348,7 +347,12 @@ class Runtime:
         interval = self._options.lease_ttl.total_seconds() / 3
         while True:
             await asyncio.sleep(interval)
-            renewed = await self._store.lease_renew(lease, expires_at=self._clock() + self._options.lease_ttl)
+            try:
+                renewed = await self._store.lease_renew(lease, expires_at=self._clock() + self._options.lease_ttl)
+            except StoreError as exc:
+                # The lease still runs until it expires; try again next time rather than give it up.
+                _log.warning("agent %s: could not renew the lease (%s); trying again", lease.agent_id, exc)
+                continue
             if renewed is None:
                 _log.warning("agent %s: could not renew the lease; writes will be refused", lease.agent_id)
                 return
@@ -372,7 +376,14 @@ class Runtime:
             await self._store.inbox_finish([e.id for e in entries], status="failed", error="no adapter for platform")
             _log.error("agent %s: no adapter registered for platform %r", agent_id, latest.platform)
             return
-        sink = _RecordingSink(factory(latest), self._store, entries[-1].id)
+        answered_id = entries[-1].id
+
+        async def record_reply(reply_id: str) -> None:
+            # The user has the reply now: wait out a store outage to note it, or the entry
+            # would be run again and answered twice.
+            await self._with_store_retries(lambda: self._store.inbox_record_reply(answered_id, reply_id))
+
+        sink = _RecordingSink(factory(latest), record_reply)
         ids = [e.id for e in entries]
         self.stats.turns_in_flight += 1
         try:
@@ -437,7 +448,7 @@ class Runtime:
         base = self._options.lease_retry_s
         return base * self._rng.uniform(0.5, 1.5)
 
-    async def _with_store_retries(self, call: Callable[[], Awaitable[bool]]) -> bool:
+    async def _with_store_retries[T](self, call: Callable[[], Awaitable[T]]) -> T:
         deadline = asyncio.get_running_loop().time() + self._options.store_wait_s
         delay = 0.2
         while True:
