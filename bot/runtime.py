@@ -34,6 +34,7 @@ from bot.agent.loop import AgentLoop, TurnResult
 from bot.agent.model import ChatMessage, ChatModel, Completion, ToolSchema
 from bot.errors import AgentPausedError, LeaseLostError, NotFoundError, StoreError
 from bot.events import InboundMessage, Interrupt, ReplySink
+from bot.memory.policy_store import PolicyStore
 from bot.memory.runtime_store import WRITE_FENCE, DueHeartbeat, Fence, InboxEntry, Lease, RuntimeStore
 from bot.memory.store import MemoryStore
 
@@ -51,8 +52,8 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 
-class Store(MemoryStore, RuntimeStore, Protocol):
-    """What the runtime needs: memory and coordination in one store."""
+class Store(MemoryStore, RuntimeStore, PolicyStore, Protocol):
+    """What the runtime needs: memory, coordination and the servers' policies in one store."""
 
 
 SinkFactory = Callable[[InboundMessage], ReplySink]
@@ -84,6 +85,8 @@ class RuntimeStats:
     turns_in_flight: int = 0
     duplicates_dropped: int = 0
     lease_waits: int = 0
+    #: Agents this replica took from another whose lease had expired (it died or froze).
+    lease_takeovers: int = 0
     leases_lost: int = 0
     heartbeats_fired: int = 0
     heartbeats_skipped: int = 0
@@ -151,7 +154,7 @@ class _RecordingSink:
 
 
 class _QuietSink:
-    """Heartbeats between sessions talk to no one unless proactive messages are allowed."""
+    """Heartbeats between sessions talk to no one unless the server names a channel for it."""
 
     async def send(self, text: str) -> str | None:
         _log.info("a reflection heartbeat produced a message; proactive messages are off, so it was not sent")
@@ -298,6 +301,9 @@ class Runtime:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(mailbox.wake.wait(), self._retry_delay())
             return True
+        if lease.taken_over_from is not None:
+            self.stats.lease_takeovers += 1
+            _log.warning("agent %s: took over from %s, whose lease had expired", lease.agent_id, lease.taken_over_from)
         try:
             return await self._work_under(lease, mailbox)
         finally:
@@ -408,17 +414,23 @@ class Runtime:
         await self._schedule_reflection(agent_id, scope=latest.scope)
 
     async def _run_heartbeat(self, due: DueHeartbeat) -> None:
+        sink = await self._proactive_sink(due.agent_id)
+        where = (
+            "If something is worth telling the server, you may post it with send_message; otherwise message no one."
+            if sink is not None
+            else "Message no one."
+        )
         interrupt = Interrupt(
             kind="reflection",
             reason=(
                 "quiet time. Review the conversation since your last reflection: update core memory, "
-                "archive facts worth keeping, and leave yourself notes. Message no one."
+                f"archive facts worth keeping, and leave yourself notes. {where}"
             ),
             at=self._clock(),
         )
         self.stats.turns_in_flight += 1
         try:
-            result = await self._loop.run_turn(due.agent_id, [interrupt], reply=_QuietSink())
+            result = await self._loop.run_turn(due.agent_id, [interrupt], reply=sink or _QuietSink())
         except (NotFoundError, AgentPausedError) as exc:
             self.stats.heartbeats_skipped += 1
             _log.info("agent %s: heartbeat skipped: %s", due.agent_id, exc)
@@ -430,6 +442,35 @@ class Runtime:
         self.stats.count_turn(due.agent_id, result)
         await self._store.finish_heartbeat(
             due, fired_at=self._clock(), tokens=result.prompt_tokens + result.completion_tokens
+        )
+
+    async def _proactive_sink(self, agent_id: str) -> ReplySink | None:
+        """Where a reflection may post: the channel the agent's server names in its policy
+        (`proactive_channel`), through that platform's adapter; None when it names none."""
+        state = await self._store.heartbeat_state(agent_id)
+        if state is None or state.scope is None:
+            return None
+        policy = await self._store.get_policy(state.scope, None)
+        if policy is None or policy.proactive_channel is None:
+            return None
+        platform = state.scope.split(":", 1)[0]
+        factory = self._sinks.get(platform)
+        agent = await self._store.get_agent(agent_id)
+        if factory is None or agent is None:
+            return None
+        # Adapters read a reply route of {"channel": id} as "post a new message there".
+        route = json.dumps({"channel": policy.proactive_channel, "proactive": True})
+        return factory(
+            InboundMessage(
+                platform=platform,
+                conversation_key=agent.conversation_key or agent.name,
+                speaker_id=agent.id,
+                speaker_name=agent.name,
+                text="",
+                sent_at=self._clock(),
+                reply_route=route,
+                scope=state.scope,
+            )
         )
 
     async def _schedule_reflection(self, agent_id: str, *, scope: str | None) -> None:

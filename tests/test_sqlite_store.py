@@ -165,7 +165,7 @@ async def test_a_version_1_file_gains_the_runtime_and_policy_tables_and_the_plat
         assert (await store.lease_acquire("agent-1", "r1", now=T0, expires_at=T0 + timedelta(minutes=1))) is not None
         await store.schedule_heartbeat("agent-1", due_at=T0)
         assert (await store.heartbeat_state("agent-1")) is not None
-        server = Policy(scope="discord:1", mode="per_user", updated_at=T0)
+        server = Policy(scope="discord:1", mode="per_user", proactive_channel="d:9", updated_at=T0)
         await store.set_policy(server)
         assert await store.list_policies("discord:1") == [server]
         entry_made = AuditEntry(at=T0, scope="discord:1", actor_id="u1", actor_name="Ann", action="reset")

@@ -66,6 +66,7 @@ class MongoPolicyStore:
             "mode": policy.mode,
             "persona": policy.persona,
             "human": policy.human,
+            "proactive_channel": policy.proactive_channel,
             "updated_at_us": to_us(policy.updated_at),
             "updated_by": policy.updated_by,
         }

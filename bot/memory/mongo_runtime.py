@@ -9,7 +9,8 @@ Every operation here is one single-document atomic command, so none needs a tran
 - Leases: one document per agent that survives release (its expiry is set to the epoch), so the
   fencing token only grows while the agent exists. `lease_acquire` is one `findAndModify` that
   matches a lease that is ours or expired, upserting a first one; a concurrent first claim loses
-  on the unique `_id` and gets None, as does a claim of a lease another holds.
+  on the unique `_id` and gets None, as does a claim of a lease another holds. It returns the
+  document as it was, from which the new token and `taken_over_from` follow.
 - Schedule: one document per agent; `claim_due_heartbeats` claims one due document per
   `findAndModify`, earliest first, so replicas claiming at once get disjoint sets.
 
@@ -160,7 +161,7 @@ class MongoRuntimeStore:
         with self._translate("lease_acquire"):
             try:
                 # Ours: the token stays. Expired (or new: no token yet): a new holder, token + 1.
-                doc = await self._coll(LEASES).find_one_and_update(
+                before = await self._coll(LEASES).find_one_and_update(
                     {"_id": agent_id, "$or": [{"owner": owner}, {"expires_at_us": {"$lte": to_us(now)}}]},
                     [
                         {
@@ -172,16 +173,32 @@ class MongoRuntimeStore:
                         }
                     ],
                     upsert=True,
-                    return_document=ReturnDocument.AFTER,
+                    # The document as it was: None when this claim inserted the first lease (a
+                    # miss with the `_id` taken is a DuplicateKeyError). The new token follows
+                    # from it as the update computes it, and it names the previous holder.
+                    return_document=ReturnDocument.BEFORE,
                 )
             except DuplicateKeyError:
                 return None  # another owner holds it (or claimed the first lease at the same moment)
-            if doc is None:
-                return None
-            token = int(doc["token"])
-            if doc.get("fenced") != token:
+            taken_over_from: str | None = None
+            if before is None:
+                token = 1
+            elif before["owner"] == owner:
+                token = int(before["token"])
+            else:
+                token = int(before.get("token") or 0) + 1
+                if before.get("expires_at_us") != _RELEASED_AT_US:
+                    taken_over_from = str(before["owner"])  # it expired unreleased: a takeover
+            # The update leaves `fenced` alone, so the old document's is the current one.
+            if before is None or before.get("fenced") != token:
                 await self._raise_fence(agent_id, token)
-        return Lease(agent_id=agent_id, owner=owner, token=token, expires_at=from_us(to_us(expires_at)))
+        return Lease(
+            agent_id=agent_id,
+            owner=owner,
+            token=token,
+            expires_at=from_us(to_us(expires_at)),
+            taken_over_from=taken_over_from,
+        )
 
     async def _raise_fence(self, agent_id: str, token: int) -> None:
         """Copy a new token into the agent's fence, then note in the lease that it was copied."""

@@ -257,6 +257,7 @@ class _PolicyDoc(_Doc):
     mode: RoutingMode
     persona: str | None = None
     human: str | None = None
+    proactive_channel: str | None = None
     updated_at_us: int
     updated_by: str | None = None
 

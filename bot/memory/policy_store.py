@@ -29,6 +29,9 @@ class Policy:
     mode: RoutingMode = "per_channel"
     persona: str | None = None
     human: str | None = None
+    #: Where this server's agents may post on their own (reflection heartbeats); None: nowhere.
+    #: Only the server's own policy (channel=None) is consulted for it.
+    proactive_channel: str | None = None
     updated_at: datetime
     updated_by: str | None = None
 

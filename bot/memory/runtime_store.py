@@ -61,6 +61,9 @@ class Lease:
     owner: str
     token: int
     expires_at: datetime
+    #: Set by `lease_acquire` when this claim took the agent from another owner whose lease
+    #: had expired without being released (a takeover: that replica died or froze).
+    taken_over_from: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -131,7 +134,9 @@ class RuntimeStore(Protocol):
     async def lease_acquire(self, agent_id: str, owner: str, *, now: datetime, expires_at: datetime) -> Lease | None:
         """Claim the agent when it is free, expired or already ours; None when another holds it.
 
-        A claim by a different owner than the last one increments the fencing token."""
+        A claim by a different owner than the last one increments the fencing token. When the
+        previous owner's lease expired rather than being released, the returned lease names
+        that owner in `taken_over_from`."""
         ...
 
     async def lease_renew(self, lease: Lease, *, expires_at: datetime) -> Lease | None:

@@ -32,7 +32,7 @@ __all__ = ["SQLitePolicyStore"]
 _log = logging.getLogger(__name__)
 
 _MODES: frozenset[str] = frozenset(get_args(RoutingMode))
-_POLICY_COLUMNS = "scope, channel, mode, persona, human, updated_at, updated_by"
+_POLICY_COLUMNS = "scope, channel, mode, persona, human, proactive_channel, updated_at, updated_by"
 _AUDIT_COLUMNS = "at, scope, actor_id, actor_name, action, agent_id, detail"
 
 
@@ -50,6 +50,7 @@ def _policy_from_row(row: sqlite3.Row) -> Policy | None:
             mode=cast(RoutingMode, mode),
             persona=opt_str(row["persona"]),
             human=opt_str(row["human"]),
+            proactive_channel=opt_str(row["proactive_channel"]),
             updated_at=from_us(row["updated_at"]),
             updated_by=opt_str(row["updated_by"]),
         )
@@ -105,12 +106,13 @@ class SQLitePolicyStore:
         def write(conn: sqlite3.Connection) -> None:
             # No conflict target: the row may clash on policies_key (a channel) or policies_server.
             conn.execute(
-                f"INSERT INTO policies ({_POLICY_COLUMNS}) VALUES (?,?,?,?,?,?,?) ON CONFLICT DO UPDATE SET "
+                f"INSERT INTO policies ({_POLICY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT DO UPDATE SET "
                 "mode = excluded.mode, persona = excluded.persona, human = excluded.human, "
+                "proactive_channel = excluded.proactive_channel, "
                 "updated_at = excluded.updated_at, updated_by = excluded.updated_by",
                 (
                     policy.scope, policy.channel, policy.mode, policy.persona, policy.human,
-                    to_us(policy.updated_at), policy.updated_by,
+                    policy.proactive_channel, to_us(policy.updated_at), policy.updated_by,
                 ),
             )  # fmt: skip
 

@@ -10,7 +10,8 @@ process can interleave.
 - Inbox: an entry's keys go into `inbox_keys`, whose primary key refuses a key any entry
   holds. `inbox_put` looks for a taken key first and inserts nothing when it finds one.
 - Leases: one row per agent that survives release (its expiry is set to the epoch), so the
-  fencing token only ever grows while the agent exists. `lease_acquire` is one upsert.
+  fencing token only ever grows while the agent exists. `lease_acquire` is one upsert,
+  after a read of the previous holder in the same transaction (for `taken_over_from`).
 - Fences: `_write_fenced` runs a memory write of an agent after `check_fence`, which compares
   the turn's `Fence` with the agent's lease token inside the write's transaction.
 """
@@ -171,6 +172,8 @@ class SQLiteRuntimeStore:
     # -- leases -----------------------------------------------------------------------------
     async def lease_acquire(self, agent_id: str, owner: str, *, now: datetime, expires_at: datetime) -> Lease | None:
         def acquire(conn: sqlite3.Connection) -> Lease | None:
+            # The previous holder, read under the same write lock as the upsert below.
+            before = conn.execute("SELECT owner, expires_at FROM leases WHERE agent_id = ?", (agent_id,)).fetchone()
             # New row: token 1. Existing row: taken when ours (token kept) or expired (a new
             # holder: token + 1); otherwise the WHERE leaves it alone and nothing is returned.
             rows = conn.execute(
@@ -184,7 +187,17 @@ class SQLiteRuntimeStore:
             ).fetchall()
             if not rows:
                 return None
-            return Lease(agent_id=agent_id, owner=owner, token=int(rows[0][0]), expires_at=from_us(to_us(expires_at)))
+            # Taken from another owner (so its lease had expired) that never released it.
+            taken_over_from = (
+                str(before[0]) if before is not None and before[0] != owner and before[1] != _RELEASED_AT else None
+            )
+            return Lease(
+                agent_id=agent_id,
+                owner=owner,
+                token=int(rows[0][0]),
+                expires_at=from_us(to_us(expires_at)),
+                taken_over_from=taken_over_from,
+            )
 
         return await self._run("write", acquire)
 

@@ -227,6 +227,7 @@ _SCHEMA_V2: tuple[str, ...] = (
         mode TEXT NOT NULL CHECK (mode IN ('per_channel', 'per_user')),
         persona TEXT,
         human TEXT,
+        proactive_channel TEXT,
         updated_at INTEGER NOT NULL,
         updated_by TEXT
     )""",

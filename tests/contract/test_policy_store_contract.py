@@ -75,6 +75,25 @@ async def test_set_policy_replaces_the_policy_of_the_same_scope_and_channel(stor
     ]
 
 
+async def test_the_proactive_channel_reads_back_and_a_replacement_without_it_clears_it(store: Store) -> None:
+    with_channel = Policy(scope=SCOPE, mode="per_user", proactive_channel="300", updated_at=T0, updated_by="u1")
+    await store.set_policy(with_channel)
+    assert await store.get_policy(SCOPE, None) == with_channel
+    assert await store.list_policies(SCOPE) == [with_channel]
+
+    await store.set_policy(policy(channel="200", persona="sam"))  # a channel's policy does not inherit it
+    channel_policy = await store.get_policy(SCOPE, "200")
+    assert channel_policy is not None
+    assert channel_policy.proactive_channel is None
+
+    await store.set_policy(policy(mode="per_user", updated_by="u2"))
+    found = await store.get_policy(SCOPE, None)
+    assert found == policy(mode="per_user", updated_by="u2")
+    assert found is not None
+    assert found.proactive_channel is None
+    assert [p.proactive_channel for p in await store.list_policies(SCOPE)] == [None, None]
+
+
 async def test_server_and_channel_policies_are_apart_and_matched_exactly(store: Store) -> None:
     server = policy(mode="per_user")
     channel = policy(channel="200", persona="sam")

@@ -16,7 +16,7 @@ from typing import Protocol
 import pytest
 
 from bot.errors import LeaseLostError
-from bot.memory.runtime_store import WRITE_FENCE, DueHeartbeat, Fence, HeartbeatState, InboxEntry, RuntimeStore
+from bot.memory.runtime_store import WRITE_FENCE, DueHeartbeat, Fence, HeartbeatState, InboxEntry, Lease, RuntimeStore
 from bot.memory.store import AgentRecord, AgentUpdate, CoreBlock, MemoryStore, NewMessage, NewPassage
 
 
@@ -241,6 +241,47 @@ async def test_a_late_release_after_a_takeover_does_nothing(store: Store) -> Non
 
     assert await store.lease_acquire("agent-1", "r3", now=T0 + 3 * MINUTE, expires_at=T0 + 10 * MINUTE) is None
     assert await store.lease_renew(current, expires_at=T0 + 20 * MINUTE) is not None
+
+
+async def test_a_first_claim_and_the_holders_reclaims_take_over_from_no_one(store: Store) -> None:
+    first = await store.lease_acquire("agent-1", "r1", now=T0, expires_at=T0 + MINUTE)
+    assert first is not None and first.taken_over_from is None
+    again = await store.lease_acquire("agent-1", "r1", now=T0 + timedelta(seconds=30), expires_at=T0 + 2 * MINUTE)
+    assert again is not None and again.taken_over_from is None
+    # Expired but untaken: still ours, not a takeover.
+    late = await store.lease_acquire("agent-1", "r1", now=T0 + 5 * MINUTE, expires_at=T0 + 6 * MINUTE)
+    assert late == replace(first, expires_at=T0 + 6 * MINUTE)
+
+
+async def test_a_claim_after_a_release_takes_over_from_no_one(store: Store) -> None:
+    lease = await store.lease_acquire("agent-1", "r1", now=T0, expires_at=T0 + 10 * MINUTE)
+    assert lease is not None
+    await store.lease_release(lease)
+    after = await store.lease_acquire("agent-1", "r2", now=T0 + MINUTE, expires_at=T0 + 2 * MINUTE)
+    assert after is not None and (after.owner, after.token, after.taken_over_from) == ("r2", 2, None)
+    # Released long ago, then claimed once it would have expired anyway: still a release.
+    await store.lease_release(after)
+    later = await store.lease_acquire("agent-1", "r3", now=T0 + 20 * MINUTE, expires_at=T0 + 21 * MINUTE)
+    assert later is not None and (later.token, later.taken_over_from) == (3, None)
+
+
+async def test_a_claim_after_an_expiry_names_the_owner_it_took_over_from(store: Store) -> None:
+    await store.lease_acquire("agent-1", "r1", now=T0, expires_at=T0 + MINUTE)
+    taken = await store.lease_acquire("agent-1", "r2", now=T0 + MINUTE, expires_at=T0 + 2 * MINUTE)
+    assert taken == Lease(agent_id="agent-1", owner="r2", token=2, expires_at=T0 + 2 * MINUTE, taken_over_from="r1")
+    # The new holder's own re-claim is not a takeover.
+    again = await store.lease_acquire("agent-1", "r2", now=T0 + MINUTE, expires_at=T0 + 3 * MINUTE)
+    assert again is not None and (again.token, again.taken_over_from) == (2, None)
+    back = await store.lease_acquire("agent-1", "r1", now=T0 + 4 * MINUTE, expires_at=T0 + 5 * MINUTE)
+    assert back is not None and (back.owner, back.token, back.taken_over_from) == ("r1", 3, "r2")
+
+
+async def test_a_renewal_takes_over_from_no_one(store: Store) -> None:
+    await store.lease_acquire("agent-1", "r1", now=T0, expires_at=T0 + MINUTE)
+    taken = await store.lease_acquire("agent-1", "r2", now=T0 + 2 * MINUTE, expires_at=T0 + 3 * MINUTE)
+    assert taken is not None and taken.taken_over_from == "r1"
+    renewed = await store.lease_renew(taken, expires_at=T0 + 5 * MINUTE)
+    assert renewed is not None and renewed.taken_over_from is None
 
 
 async def test_lease_check_refuses_only_an_older_token(store: Store) -> None:

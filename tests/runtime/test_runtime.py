@@ -184,6 +184,7 @@ async def test_a_frozen_lease_holder_loses_and_its_late_write_is_refused(harness
     await runtime.submit(agent, harness.message("hi", msg_id="m1"), keys=["m1"])
     await settle(runtime)
     assert harness.platform.all_replies() == ["served by the healthy replica"]
+    assert runtime.stats.lease_takeovers == 1
     before = await harness.store.count_messages(agent)
     token = WRITE_FENCE.set(Fence(agent_id=agent, token=old.token))
     try:
@@ -369,3 +370,28 @@ async def test_the_reflection_is_scheduled_in_the_messages_server(harness: Harne
     assert state.scope == "slack:T1"
     assert state.due_at is not None
     assert state.due_at >= harness.clock() + timedelta(minutes=30)
+
+
+async def test_a_reflection_posts_only_where_the_server_allows(harness: Harness) -> None:
+    from bot.memory.policy_store import Policy
+    from bot.scheduler import HeartbeatScheduler
+
+    quiet, chatty = await harness.agent("quiet"), await harness.agent("chatty")
+    runtime = await harness.runtime()
+    scheduler = HeartbeatScheduler(store=harness.store, runtime=runtime, clock=harness.clock)
+    now = harness.clock()
+    await harness.store.set_policy(Policy(scope="test:T1", proactive_channel="C-news", updated_at=now))
+    await harness.store.schedule_heartbeat(quiet, due_at=now, scope="test:T2")
+    await harness.store.schedule_heartbeat(chatty, due_at=now, scope="test:T1")
+    prompts: dict[str, str] = {}
+
+    def answer(body: dict[str, Any]) -> Any:
+        prompts[persona_of(body)] = str(body["messages"][-1]["content"])
+        return reply(f"news from {persona_of(body)}")
+
+    harness.server.enqueue(Computed(answer), Computed(answer))
+    assert await scheduler.tick() == 2
+    await settle(runtime)
+    assert harness.platform.replies == {'{"channel": "C-news", "proactive": true}': ["news from chatty"]}
+    assert "you may post it with send_message" in prompts["chatty"]
+    assert "Message no one." in prompts["quiet"]
