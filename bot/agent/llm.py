@@ -29,14 +29,13 @@ from openai.types.chat.chat_completion_chunk import Choice as ChunkChoice
 
 from bot.agent.model import ChatMessage, Completion, ToolCall, ToolSchema, Usage
 from bot.errors import ContextOverflowError, LLMError, LLMResponseError, LLMUnavailableError
+from bot.memory.openai_embeddings import transient_sdk_error
 from bot.retrying import (
     RandomSource,
     RetryPolicy,
     SleepFn,
     Transient,
     call_with_retries,
-    is_retryable_status,
-    parse_retry_after,
 )
 
 __all__ = ["OpenAIChatModel", "is_context_overflow", "make_openai_client"]
@@ -110,14 +109,10 @@ def is_context_overflow(exc: openai.APIError) -> bool:
 
 
 def _transient(exc: Exception) -> Transient | None:
-    """Which SDK failures a retry may cure (a timeout is a connection error, so it goes first)."""
-    if isinstance(exc, openai.APITimeoutError):
-        return Transient(reason="timeout")
-    if isinstance(exc, openai.APIConnectionError):
-        return Transient(reason="connection error")
-    if isinstance(exc, openai.APIStatusError) and is_retryable_status(exc.status_code) and not is_context_overflow(exc):
-        return Transient(reason=f"HTTP {exc.status_code}", retry_after=parse_retry_after(exc.response.headers))
-    return None
+    """What a retry may cure; a context-length error never is, whatever its status code."""
+    if isinstance(exc, openai.APIStatusError) and is_context_overflow(exc):
+        return None
+    return transient_sdk_error(exc)
 
 
 def _shorten(text: str, limit: int = 200) -> str:

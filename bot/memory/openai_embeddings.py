@@ -26,13 +26,14 @@ from bot.retrying import (
     parse_retry_after,
 )
 
-__all__ = ["OpenAIEmbedder"]
+__all__ = ["OpenAIEmbedder", "transient_sdk_error"]
 
 _log = logging.getLogger(__name__)
 
 
-def _transient(exc: Exception) -> Transient | None:
-    """The SDK failures a retry may cure; the same classes as `bot.agent.llm`."""
+def transient_sdk_error(exc: Exception) -> Transient | None:
+    """The openai SDK failures a retry may cure (a timeout is a connection error, so it goes
+    first); `bot.agent.llm` uses the same classes, less context-length errors."""
     if isinstance(exc, openai.APITimeoutError):
         return Transient(reason="timeout")
     if isinstance(exc, openai.APIConnectionError):
@@ -128,7 +129,7 @@ class OpenAIEmbedder:
             vectors = await call_with_retries(
                 attempt,
                 policy=self._policy,
-                classify=_transient,
+                classify=transient_sdk_error,
                 sleep=self._sleep,
                 rng=self._rng,
                 operation=f"embeddings ({self._model})",
