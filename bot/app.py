@@ -22,6 +22,7 @@ from bot.errors import ConfigError
 from bot.memory.embeddings import Embedder
 from bot.memory.sqlite import SQLiteStore
 from bot.memory.store import MemoryStore
+from bot.runtime import LimitedChatModel
 from bot.sdk_clients import DeferredChatModel, DeferredEmbedder
 
 __all__ = ["App", "open_app", "open_store"]
@@ -129,7 +130,8 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
         )
         loop = AgentLoop(
             store=store,
-            model=model,
+            # One cap on LLM calls in flight for every agent of this process (FIFO, no starvation).
+            model=LimitedChatModel(model, max_concurrent=settings.runtime.max_concurrent_llm_calls),
             counter=TokenCounter(model=llm.model),
             embedder=embedder,
             options=options,

@@ -74,6 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("--to", dest="target", required=True, metavar="STORE", help="sqlite:PATH or mongodb://...")
     migrate.add_argument("--database", default="membot", help="MongoDB database name on either side (default: membot)")
 
+    run = commands.add_parser(
+        "run",
+        help="serve a chat platform (discord) until interrupted",
+        description="Connect to a chat platform and answer there until SIGINT/SIGTERM. Only `discord` exists "
+        "for now: set DISCORD_TOKEN (and OPENAI_BASE_URL / OPENAI_API_KEY for the LLM).",
+    )
+    run.add_argument("platform", choices=["discord"], help="the platform to serve: discord")
+    run.add_argument("--model", help="LLM model id (overrides MEMBOT_LLM__MODEL)")
+    run.add_argument("--debug", action="store_true", help="debug logs")
+
     templates = commands.add_parser("templates", help="list persona and human templates")
     templates.add_argument("kind", choices=["persona", "human"])
     return parser
@@ -123,6 +133,8 @@ async def _dispatch(args: argparse.Namespace, settings: Any) -> int:
             return await commands.agents(settings, args.agents_command, vars(args))
         case "migrate":
             return await commands.migrate(args.source, args.target, database=args.database)
+        case "run":
+            return await commands.run_discord(settings)
         case "templates":
             for name in commands.template_names(settings, args.kind):
                 print(name)

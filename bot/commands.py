@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 from rich.console import Console
@@ -17,11 +17,11 @@ from rich.table import Table
 from bot.agent.templates import list_templates, load_template
 from bot.app import App, open_app
 from bot.config import Settings
-from bot.errors import LLMUnavailableError, NotFoundError, UserFacingError
+from bot.errors import ConfigError, LLMUnavailableError, NotFoundError, UserFacingError
 from bot.memory.store import AgentRecord
 from bot.terminal_adapter import TerminalChat
 
-__all__ = ["agents", "chat", "template_names"]
+__all__ = ["agents", "chat", "run_discord", "template_names"]
 
 _log = logging.getLogger(__name__)
 
@@ -183,6 +183,80 @@ async def migrate(source_url: str, target_url: str, *, database: str) -> int:
             f"[yellow]{report.embeddings_not_copied} passage embeddings could not be read from the source; "
             "they are re-embedded on the next archival search.[/]"
         )
+    return 0
+
+
+async def run_discord(settings: Settings) -> int:
+    """`membot run discord`: serve Discord until SIGINT/SIGTERM, then shut down in order."""
+    import signal
+    from datetime import timedelta
+
+    from bot.discord_adapter import DiscordAdapter
+    from bot.router import Router
+    from bot.runtime import Runtime, RuntimeOptions, Store
+    from bot.scheduler import HeartbeatScheduler, SchedulerOptions
+
+    discord_settings = settings.discord
+    if discord_settings.token is None:
+        raise ConfigError("no Discord bot token: set DISCORD_TOKEN (or MEMBOT_DISCORD__TOKEN)")
+    token = discord_settings.token.get_secret_value()
+    options = settings.runtime
+    async with open_app(settings) as app:
+        store = cast("Store", app.store)  # both stores implement the runtime's and policies' protocols
+        router = Router(
+            store=store,
+            directory=app.directory,
+            load_template=lambda kind, name: load_template(
+                kind, name, user_dir=settings.data_dir / ("personas" if kind == "persona" else "humans")
+            ),
+            default_persona=settings.agent.persona,
+            default_human=settings.agent.human,
+            model=settings.llm.model,
+        )
+        runtime = Runtime(
+            store=store,
+            loop=app.loop,
+            sinks={},
+            options=RuntimeOptions(
+                lease_ttl=timedelta(seconds=options.lease_ttl_s),
+                reflection_idle=timedelta(minutes=options.reflection_idle_minutes),
+                reflection_min_period=timedelta(hours=options.reflection_min_period_hours),
+            ),
+        )
+        scheduler = HeartbeatScheduler(
+            store=store,
+            runtime=runtime,
+            options=SchedulerOptions(
+                tick=timedelta(seconds=options.heartbeat_tick_s),
+                daily_tokens_per_agent=options.reflection_daily_tokens_per_agent,
+                daily_tokens_per_server=options.reflection_daily_tokens_per_server,
+            ),
+        )
+        adapter = DiscordAdapter(settings=discord_settings, router=router, runtime=runtime)
+        stop = asyncio.Event()
+        event_loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            event_loop.add_signal_handler(signum, stop.set)
+        await runtime.start()
+        scheduler.start()
+        client = asyncio.create_task(adapter.run(token), name="membot-discord-client")
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({client, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                event_loop.remove_signal_handler(signum)
+            stopping.cancel()
+            _log.info("shutting down: scheduler, runtime, then the Discord client")
+            scheduler.stop()
+            await runtime.stop(deadline_s=30.0)
+            await adapter.close()
+            if not client.done():
+                client.cancel()
+            results = await asyncio.gather(client, return_exceptions=True)
+        failure = results[0]
+        if isinstance(failure, BaseException) and not isinstance(failure, asyncio.CancelledError):
+            raise failure
     return 0
 
 

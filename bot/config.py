@@ -4,7 +4,7 @@
 
 1. explicit overrides from the command line (a dict, nested or with dotted keys),
 2. environment variables (``MEMBOT_`` prefix, ``__`` between levels: ``MEMBOT_LLM__MODEL``),
-   plus the standard unprefixed ``OPENAI_BASE_URL``, ``OPENAI_API_KEY`` and ``MONGODB_URI``,
+   plus the standard unprefixed ``OPENAI_BASE_URL``, ``OPENAI_API_KEY``, ``MONGODB_URI`` and ``DISCORD_TOKEN``,
 3. a ``.env`` file (same names),
 4. a TOML file: ``--config PATH``, else ``$MEMBOT_CONFIG``, else
    ``$XDG_CONFIG_HOME/membot/config.toml`` when it exists (tables ``[llm]``, ``[agent]``, ...),
@@ -52,8 +52,10 @@ from bot.errors import ConfigError
 
 __all__ = [
     "AgentSettings",
+    "DiscordSettings",
     "EmbeddingSettings",
     "LLMSettings",
+    "RuntimeSettings",
     "SettingDoc",
     "Settings",
     "StoreSettings",
@@ -70,6 +72,9 @@ ENV_PREFIX = "MEMBOT_"
 DEFAULT_LLM_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_MODEL = "gpt-4o-mini"
 DEFAULT_CONTEXT_WINDOW = 128_000
+# discord.py's own endpoints (bot.discord_urls.DISCORD; not imported here, to keep discord.py out of config).
+DEFAULT_DISCORD_API_BASE_URL = "https://discord.com/api/v10"
+DEFAULT_DISCORD_GATEWAY_URL = "wss://gateway.discord.gg/"
 
 # Longest prefix wins; a provider prefix such as "openai/" is ignored. Local servers
 # (Ollama, LM Studio, vLLM) choose their own window, so their models are not listed.
@@ -98,6 +103,7 @@ _STANDARD_NAMES: Mapping[str, tuple[str, str]] = {
     "OPENAI_BASE_URL": ("llm", "base_url"),
     "OPENAI_API_KEY": ("llm", "api_key"),
     "MONGODB_URI": ("store", "mongodb_uri"),
+    "DISCORD_TOKEN": ("discord", "token"),
 }
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -266,12 +272,88 @@ class StoreSettings(_Section):
         return self
 
 
+class RuntimeSettings(_Section):
+    """How many agents run at once, how replicas share them, and reflection between sessions."""
+
+    max_concurrent_llm_calls: int = Field(
+        default=16, ge=1, le=1024, description="LLM calls in flight at once across all agents of this replica"
+    )
+    lease_ttl_s: float = Field(
+        default=60.0,
+        ge=5,
+        le=3600,
+        description="seconds an agent's lease lasts unless renewed (a dead replica's agents move after this)",
+    )
+    heartbeat_tick_s: float = Field(
+        default=30.0, ge=1, le=3600, description="seconds between heartbeat scheduler ticks"
+    )
+    reflection_idle_minutes: int = Field(
+        default=30, ge=1, description="quiet minutes after a conversation before the agent reflects"
+    )
+    reflection_min_period_hours: float = Field(
+        default=6.0, ge=0, description="hours at least between two reflections of one agent"
+    )
+    reflection_daily_tokens_per_agent: int = Field(
+        default=50_000, ge=0, description="reflection tokens one agent may spend per UTC day (0: reflection off)"
+    )
+    reflection_daily_tokens_per_server: int = Field(
+        default=500_000, ge=0, description="reflection tokens one server's agents may spend per UTC day (0: no cap)"
+    )
+
+
+def _check_gateway_url(value: str) -> str:
+    if not value.startswith(("ws://", "wss://")):
+        raise ValueError("must be a ws:// or wss:// URL")
+    return value
+
+
+class DiscordSettings(_Section):
+    """The Discord bot: token, endpoints, sharding, and where it answers."""
+
+    token: SecretStr | None = Field(default=None, description="bot token from the Discord developer portal")
+    api_base_url: str = Field(
+        default=DEFAULT_DISCORD_API_BASE_URL, description="Discord REST base, versioned (a local emulator in tests)"
+    )
+    gateway_url: str = Field(default=DEFAULT_DISCORD_GATEWAY_URL, description="Discord gateway websocket")
+    shard_ids: tuple[int, ...] | None = Field(
+        default=None, description="shards this process runs (JSON list); unset: all (needs shard_count)"
+    )
+    shard_count: PositiveInt | None = Field(
+        default=None, description="total shards across processes; unset: Discord's recommendation"
+    )
+    message_content_intent: bool = Field(
+        default=True, description="ask for the privileged message content intent (enable it in the portal)"
+    )
+    free_response_channels: tuple[int, ...] = Field(
+        default=(), description="channel ids where the bot answers every message, not only mentions"
+    )
+    allow_bots: bool = Field(default=False, description="answer messages from other bots")
+    allowed_channels: tuple[int, ...] = Field(default=(), description="if set, answer only in these channels")
+    blocked_channels: tuple[int, ...] = Field(default=(), description="never answer in these channels")
+    allowed_roles: tuple[int, ...] = Field(default=(), description="if set (or allowed_users), answer only these roles")
+    blocked_roles: tuple[int, ...] = Field(default=(), description="never answer members with these roles")
+    allowed_users: tuple[int, ...] = Field(default=(), description="if set (or allowed_roles), answer only these users")
+    blocked_users: tuple[int, ...] = Field(default=(), description="never answer these users")
+
+    _api_base_url = field_validator("api_base_url")(_check_base_url)
+    _gateway_url = field_validator("gateway_url")(_check_gateway_url)
+
+    @model_validator(mode="after")
+    def _shards_fit(self) -> DiscordSettings:
+        if self.shard_ids is not None:
+            if self.shard_count is None:
+                raise ValueError("shard_ids needs shard_count (the total across processes)")
+            if not self.shard_ids or any(not 0 <= i < self.shard_count for i in self.shard_ids):
+                raise ValueError(f"shard_ids must be between 0 and shard_count - 1 ({self.shard_count - 1})")
+        return self
+
+
 # Set by load_settings for the duration of one Settings() call: the TOML file to read.
 _TOML_FILE: ContextVar[Path | None] = ContextVar("membot_toml_file", default=None)
 
 
 class _StandardNamesSource(PydanticBaseSettingsSource):
-    """OPENAI_BASE_URL, OPENAI_API_KEY and MONGODB_URI from one set of variables, nested where they belong.
+    """OPENAI_BASE_URL, OPENAI_API_KEY, MONGODB_URI and DISCORD_TOKEN from one set of variables, nested where they belong.
 
     pydantic-settings applies aliases only to top-level fields, so the mapping is done here;
     it runs just below the MEMBOT_ names of the same source.
@@ -317,6 +399,8 @@ class Settings(BaseSettings):
     store: StoreSettings = Field(
         default_factory=lambda: StoreSettings(sqlite_path=default_data_dir() / "membot.sqlite3")
     )
+    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
+    discord: DiscordSettings = Field(default_factory=DiscordSettings)
     data_dir: Path = Field(
         default_factory=default_data_dir, description="user data: `personas/`, `humans/`, the SQLite file"
     )
@@ -709,6 +793,8 @@ def settings_reference() -> list[SettingDoc]:
                 default = _SHOWN_DEFAULTS[dotted]
             elif field.default is None:
                 default = "unset"
+            elif field.default == ():
+                default = "none"
             else:
                 default = f"`{str(field.default).lower() if isinstance(field.default, bool) else field.default}`"
             rows.append(SettingDoc(env=env, toml=f"`{dotted}`", default=default, description=field.description or ""))

@@ -374,3 +374,25 @@ def test_readme_table_is_generated_from_the_settings() -> None:
     start = readme.index("<!-- settings-table:start -->") + len("<!-- settings-table:start -->")
     end = readme.index("<!-- settings-table:end -->")
     assert readme[start:end].strip() == render_settings_table(), "regenerate with: python -m bot.config"
+
+
+def test_discord_token_comes_from_the_standard_name_and_shards_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISCORD_TOKEN", "from-standard")
+    monkeypatch.setenv("MEMBOT_DISCORD__FREE_RESPONSE_CHANNELS", "[1, 2]")
+    settings = load_settings(env_file=None)
+    assert settings.discord.token is not None and settings.discord.token.get_secret_value() == "from-standard"
+    assert settings.discord.free_response_channels == (1, 2)
+    assert settings.runtime.max_concurrent_llm_calls == 16
+    monkeypatch.setenv("MEMBOT_DISCORD__TOKEN", "prefixed-wins")
+    assert load_settings(env_file=None).discord.token.get_secret_value() == "prefixed-wins"  # type: ignore[union-attr]
+    monkeypatch.setenv("MEMBOT_DISCORD__SHARD_IDS", "[0, 3]")
+    monkeypatch.setenv("MEMBOT_DISCORD__SHARD_COUNT", "2")
+    with pytest.raises(ConfigError, match="shard_ids must be between 0 and shard_count - 1"):
+        load_settings(env_file=None)
+
+
+def test_discord_defaults_are_discord_py_s_own() -> None:
+    from bot.config import DEFAULT_DISCORD_API_BASE_URL, DEFAULT_DISCORD_GATEWAY_URL
+    from bot.discord_urls import DISCORD
+
+    assert (DISCORD.api_base_url, DISCORD.gateway_url) == (DEFAULT_DISCORD_API_BASE_URL, DEFAULT_DISCORD_GATEWAY_URL)
