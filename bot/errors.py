@@ -9,7 +9,8 @@ Three kinds of error, never mixed (see shared/STYLE.md §5)::
     │   └── CoreBlockMatchError     core_memory_replace found no exact match
     ├── UserFacingError         a short reply to the user; the turn ends cleanly
     │   ├── AgentPausedError        the agent is paused by an admin
-    │   └── DocumentError           an attached document cannot be read as text
+    │   ├── DocumentError           an attached document cannot be read as text
+    │   └── NotAllowedError         an admin command run by someone who is not an admin (there)
     └── OperatorError           raised, logged once with context, the turn is retried or failed
         ├── ConfigError             a missing or invalid setting at start-up
         ├── StoreError              the store is unreachable or refused an operation
@@ -39,6 +40,7 @@ __all__ = [
     "LeaseLostError",
     "MembotError",
     "ModelFacingError",
+    "NotAllowedError",
     "NotFoundError",
     "OperatorError",
     "SchemaVersionError",
@@ -78,6 +80,11 @@ class AgentPausedError(UserFacingError):
 
 class DocumentError(UserFacingError):
     """Raised when an attached document is missing, too big, binary, not UTF-8, or a PDF without readable text."""
+
+
+class NotAllowedError(UserFacingError):
+    """Raised by the admin service when the actor is not an admin, or acts outside the server
+    the command was run in; checked in code whatever the platform already checked."""
 
 
 class OperatorError(MembotError):
