@@ -105,7 +105,10 @@ class ForgetReport:
     user_id: str
     #: The user's own agents (DM, per-user), deleted entirely.
     agents_deleted: tuple[str, ...]
-    #: Shared agents still holding messages the user wrote (the store cannot delete by speaker yet).
+    #: Shared agents (in scope) the user's messages were deleted from, and how many messages.
+    shared_agents_cleaned: tuple[str, ...] = ()
+    shared_messages_deleted: int = 0
+    #: Shared agents still holding messages the user wrote (none since the store deletes by speaker).
     shared_agents_kept: tuple[str, ...] = ()
     shared_messages_kept: int = 0
     #: False when some of the user's messages are still stored (see `shared_messages_kept`).
@@ -277,30 +280,37 @@ class AdminService:
         return exported
 
     async def forget_user(self, actor: Actor, user_id: str) -> ForgetReport:
-        """Delete the user's own agents in scope entirely.
-
-        The user's messages inside shared agents are *not* deleted yet: the store has no
-        delete-by-speaker method. The report counts them and says it is incomplete."""
+        """Delete the user's own agents in scope entirely, and the messages the user wrote in the
+        shared agents of the scope (`delete_messages_by_speaker`; other messages keep their seqs).
+        Summaries and core blocks those agents wrote from the messages are not rewritten."""
         _require_admin(actor)
         own, shared = await self._user_agents(actor, user_id)
         for agent in own:
             await self._delete(agent.id)
-        kept_agents: list[str] = []
-        kept = 0
+        cleaned: list[str] = []
+        deleted = 0
         for agent in shared:
-            count = len(await self._messages_by(agent.id, user_id))
+            try:
+                count = await self._store.delete_messages_by_speaker(agent.id, user_id)
+            except NotFoundError:
+                continue  # deleted meanwhile: nothing of the user's left there
+            finally:
+                self._loop.forget_cached(agent.id)
             if count:
-                kept_agents.append(agent.id)
-                kept += count
+                cleaned.append(agent.id)
+                deleted += count
         report = ForgetReport(
             user_id=user_id,
             agents_deleted=tuple(a.id for a in own),
-            shared_agents_kept=tuple(kept_agents),
-            shared_messages_kept=kept,
-            is_complete=kept == 0,
+            shared_agents_cleaned=tuple(cleaned),
+            shared_messages_deleted=deleted,
+            shared_messages_kept=0,
+            is_complete=True,
         )
         await self._audit(
-            actor, "forget_user", detail=f"user={user_id} agents_deleted={len(own)} shared_messages_kept={kept}"
+            actor,
+            "forget_user",
+            detail=f"user={user_id} agents_deleted={len(own)} shared_messages_deleted={deleted}",
         )
         return report
 

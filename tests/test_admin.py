@@ -290,20 +290,29 @@ async def test_export_user_takes_own_agents_and_their_shared_messages(world: Wor
     assert [e.action for e in await world.store.list_audit(limit=10)] == ["export_user", "export_user"]
 
 
-async def test_forget_user_deletes_own_agents_and_reports_shared_messages_kept(world: World) -> None:
+async def test_forget_user_deletes_own_agents_and_the_users_shared_messages(world: World) -> None:
     mine = await world.agent("discord:G1:user:U1")
     dm = await world.agent("discord:dm:U1")
     other = await world.agent("discord:G1:user:U2")
     shared = await world.agent("discord:G1:channel:C1")
-    await world.say(shared.id, ("U1", "mine"), ("U1", "also"), ("U2", "theirs"))
+    theirs = await world.agent("discord:G2:channel:C1")
+    await world.say(shared.id, ("U1", "mine"), ("U2", "theirs"), ("U1", "also"))
+    await world.say(theirs.id, ("U1", "elsewhere"))
     report = await world.admin.forget_user(ADMIN, "U1")
     assert report.agents_deleted == (mine.id,)
-    assert (report.shared_agents_kept, report.shared_messages_kept, report.is_complete) == ((shared.id,), 2, False)
+    assert (report.shared_agents_cleaned, report.shared_messages_deleted) == ((shared.id,), 2)
+    assert (report.shared_agents_kept, report.shared_messages_kept, report.is_complete) == ((), 0, True)
+    left = await world.store.get_messages(shared.id)
+    assert [(m.seq, m.speaker_id, m.content) for m in left] == [(2, "U2", "theirs")]
+    assert await world.store.search_messages(shared.id, "mine") == ([], 0)
+    assert await world.store.count_messages(shared.id) == 1
+    assert await world.store.count_messages(theirs.id) == 1, "another server's agents are out of scope"
     assert await world.store.get_agent(mine.id) is None
     assert await world.store.get_agent(dm.id) is not None, "a server admin cannot forget a DM"
     assert await world.store.get_agent(other.id) is not None
-    assert world.loop.forgotten == [mine.id]
-    assert (await world.store.list_audit(limit=1))[0].action == "forget_user"
+    assert world.loop.forgotten == [mine.id, shared.id]
+    entry = (await world.store.list_audit(limit=1))[0]
+    assert (entry.action, entry.detail) == ("forget_user", "user=U1 agents_deleted=1 shared_messages_deleted=2")
 
 
 async def test_forget_me_deletes_only_the_users_dm_agent_without_admin(world: World) -> None:

@@ -226,6 +226,7 @@ async def test_every_query_the_store_sends_is_backed_by_an_index() -> None:
         await _use_the_runtime_half(store)
         await _use_the_policy_half(store)
         with fenced("agent-1", 99):
+            await store.delete_messages_by_speaker("agent-1", "u-1")
             await store.delete_messages_from("agent-1", 3)
             await store.delete_passages("agent-1")
             await store.delete_blocks("agent-1")

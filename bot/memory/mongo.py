@@ -461,6 +461,12 @@ class MongoStore(MongoRuntimeStore, MongoPolicyStore):
             with self._translate("delete_messages_from"):
                 return await self._logs.truncate("messages", agent_id, from_seq, fence=fence_token(agent_id))
 
+    async def delete_messages_by_speaker(self, agent_id: str, speaker_id: str) -> int:
+        async with self._lock(agent_id):
+            with self._translate("delete_messages_by_speaker"):
+                match = {"speaker_id": speaker_id}
+                return await self._logs.delete_matching("messages", agent_id, match, fence=fence_token(agent_id))
+
     async def recorded_platform_ids(self, agent_id: str, platform_message_ids: Sequence[str]) -> set[str]:
         if not platform_message_ids:
             return set()

@@ -227,9 +227,11 @@ class AgentLogs:
         _log.warning("agent %r: rolling back an append to %s interrupted before its commit", agent_id, kind)
         await agents.update_one(unchanged, {"$set": {f"{prefix}_allocated": done}})
 
-    async def _stats(self, kind: LogKind, match: dict[str, Any]) -> tuple[int, int]:
+    async def _stats(
+        self, kind: LogKind, match: dict[str, Any], session: AsyncClientSession | None = None
+    ) -> tuple[int, int]:
         group = {"$group": {"_id": None, "n": {"$sum": 1}, "len": {"$sum": "$length"}}}
-        rows = await (await self._db[kind].aggregate([{"$match": match}, group])).to_list()
+        rows = await (await self._db[kind].aggregate([{"$match": match}, group], session=session)).to_list()
         return (int(rows[0]["n"]), int(rows[0]["len"])) if rows else (0, 0)
 
     async def truncate(self, kind: LogKind, agent_id: str, from_seq: int, *, fence: int | None = None) -> int:
@@ -252,6 +254,42 @@ class AgentLogs:
                 raise StoreError(f"another write to agent {agent_id!r} moved its {kind} log; retry")
         await self._db[kind].delete_many({"agent_id": agent_id, "seq": {"$gte": from_seq}})
         return n
+
+    async def delete_matching(
+        self, kind: LogKind, agent_id: str, match: dict[str, Any], *, fence: int | None = None
+    ) -> int:
+        """Delete the visible documents that match `match`, wherever they are in the log (the seqs of
+        the rest, and the watermark, are unchanged); returns how many.
+
+        The counters' count and length are *set* to those of the documents that stay, in one
+        conditional update (the commit point, under lease token `fence` when given), then the
+        documents go: in one transaction when the deployment has them. Without one, a crash in
+        between leaves documents the counters no longer count; running the delete again removes
+        them and sets the counters right (absolute values, never a second decrement)."""
+        await self.settle(kind, agent_id, fence=fence)
+        agents, prefix = self._db[AGENTS], f"counters.{kind}"
+        top = await self.watermark(kind, agent_id)
+        visible = {"agent_id": agent_id, "seq": {"$lte": top}}
+        doomed = {**visible, **match}
+
+        async def work(session: AsyncClientSession | None) -> int:
+            n, _ = await self._stats(kind, doomed, session)
+            if n == 0:
+                await self.check_fence(agent_id, fence, session)
+                return 0
+            kept, length = await self._stats(kind, {**visible, "$nor": [match]}, session)
+            updated = await agents.update_one(
+                {"_id": agent_id, f"{prefix}_allocated": top, f"{prefix}_committed": top, **fenced(fence)},
+                {"$set": {f"{prefix}_count": kept, f"{prefix}_length": length}},
+                session=session,
+            )
+            if updated.matched_count != 1:
+                await self.check_fence(agent_id, fence, session)
+                raise StoreError(f"another write to agent {agent_id!r} moved its {kind} log; retry")
+            await self._db[kind].delete_many(doomed, session=session)
+            return n
+
+        return await self.atomically(work)
 
     async def search(
         self, kind: LogKind, agent_id: str, query: str, offset: int, limit: int, match: dict[str, Any]

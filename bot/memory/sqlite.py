@@ -354,6 +354,10 @@ class SQLiteStore(SQLiteRuntimeStore, SQLitePolicyStore):
     async def delete_messages_from(self, agent_id: str, from_seq: int) -> int:
         return await self._delete_rows("messages", agent_id, "AND seq >= ?", (from_seq,))
 
+    async def delete_messages_by_speaker(self, agent_id: str, speaker_id: str) -> int:
+        # The FTS triggers drop the rows from messages_fts; counts are count(*) over the rows.
+        return await self._delete_rows("messages", agent_id, "AND speaker_id = ?", (speaker_id,))
+
     async def recorded_platform_ids(self, agent_id: str, platform_message_ids: Sequence[str]) -> set[str]:
         if not platform_message_ids:
             return set()

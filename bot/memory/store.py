@@ -242,6 +242,12 @@ class MemoryStore(Protocol):
         """Delete messages with seq >= from_seq (the terminal's `/pop` and `/retry`); returns the count."""
         ...
 
+    async def delete_messages_by_speaker(self, agent_id: str, speaker_id: str) -> int:
+        """Delete every message of the agent whose speaker_id is `speaker_id` (a user asking to be
+        forgotten); returns the count. Seqs of other messages are unchanged; unknown agent raises
+        NotFoundError like the other deletes."""
+        ...
+
     async def recorded_platform_ids(self, agent_id: str, platform_message_ids: Sequence[str]) -> set[str]:
         """Which of these platform message ids recall already holds for the agent (so a turn
         resumed after a crash does not store its messages twice)."""

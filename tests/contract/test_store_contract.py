@@ -58,8 +58,22 @@ async def new_agent(store: MemoryStore, agent_id: str = "agent-1", **kwargs: obj
     return record
 
 
-def msg(content: str, *, role: MessageRole = "user", at: datetime = T0, speaker: str | None = None) -> NewMessage:
-    return NewMessage(role=role, content=content, created_at=at, tokens=len(content.split()), speaker_name=speaker)
+def msg(
+    content: str,
+    *,
+    role: MessageRole = "user",
+    at: datetime = T0,
+    speaker: str | None = None,
+    speaker_id: str | None = None,
+) -> NewMessage:
+    return NewMessage(
+        role=role,
+        content=content,
+        created_at=at,
+        tokens=len(content.split()),
+        speaker_name=speaker,
+        speaker_id=speaker_id,
+    )
 
 
 def seqs(messages: Sequence[StoredMessage]) -> list[int]:
@@ -342,6 +356,42 @@ async def test_delete_messages_from_then_seqs_continue_densely(store: MemoryStor
     assert await store.search_messages("agent-1", "m5") == ([], 0)
 
 
+async def test_delete_messages_by_speaker_keeps_the_others_and_their_seqs(store: MemoryStore) -> None:
+    await new_agent(store)
+    await new_agent(store, "agent-2")
+    await store.append_messages(
+        "agent-1",
+        [
+            msg("alice likes walnut bread", speaker="Alice", speaker_id="u-alice"),
+            msg("bob prefers rye", speaker="Bob", speaker_id="u-bob"),
+            msg("walnut cake is my secret", speaker="Alice", speaker_id="u-alice"),
+            msg("noted, walnuts", role="assistant", speaker="Membot"),
+            msg("bob again about rye", speaker="Bob", speaker_id="u-bob"),
+        ],
+    )
+    await store.append_messages("agent-2", [msg("alice elsewhere walnut", speaker="Alice", speaker_id="u-alice")])
+    assert await store.count_messages("agent-1") == 5
+    assert (await store.search_messages("agent-1", "secret"))[1] == 1
+
+    assert await store.delete_messages_by_speaker("agent-1", "u-alice") == 2
+    kept = await store.get_messages("agent-1")
+    assert [(m.seq, m.content) for m in kept] == [
+        (2, "bob prefers rye"),
+        (4, "noted, walnuts"),
+        (5, "bob again about rye"),
+    ]
+    assert await store.count_messages("agent-1") == 3
+    assert await store.search_messages("agent-1", "secret") == ([], 0)
+    assert seqs((await store.search_messages("agent-1", "walnut bread cake"))[0]) == [4]
+    assert sorted(seqs((await store.search_messages("agent-1", "rye"))[0])) == [2, 5]
+    # Other agents keep the speaker's messages; nothing more to delete is a count of 0.
+    assert await store.count_messages("agent-2") == 1
+    assert await store.delete_messages_by_speaker("agent-1", "u-alice") == 0
+    assert await store.delete_messages_by_speaker("agent-1", "u-nobody") == 0
+    assert seqs(await store.append_messages("agent-1", [msg("after")])) == [6]
+    assert await store.count_messages("agent-1") == 4
+
+
 async def test_recall_reads_of_unknown_agents_are_empty_and_writes_raise(store: MemoryStore) -> None:
     assert await store.get_messages("nobody") == []
     assert await store.get_messages_before("nobody", before_seq=10, limit=5) == []
@@ -352,6 +402,8 @@ async def test_recall_reads_of_unknown_agents_are_empty_and_writes_raise(store: 
         await store.append_messages("nobody", [msg("hi")])
     with pytest.raises(NotFoundError):
         await store.delete_messages_from("nobody", 1)
+    with pytest.raises(NotFoundError):
+        await store.delete_messages_by_speaker("nobody", "u-1")
 
 
 # -- recall search -------------------------------------------------------------------------------
