@@ -52,7 +52,6 @@ attachments are (at the URLs in their payloads).
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -79,6 +78,7 @@ from tests.fakes.discord_wire import (
     shard_for,
 )
 from tests.fakes.discord_world import World
+from tests.fakes.loopback import LoopbackServer
 
 __all__ = [
     "ChannelType",
@@ -104,7 +104,7 @@ _SEND = (
 )
 
 
-class DiscordFake:
+class DiscordFake(LoopbackServer):
     """The emulator. Build its world from the test before or while clients are connected.
 
     Thread-safe: it serves from its own thread. While clients are connected, the methods that
@@ -139,63 +139,23 @@ class DiscordFake:
             self._world, commands=self._commands, gateway=self._gateway, recommended_shards=recommended_shards
         )
         self._webhooks = InteractionAPI(self._world, interactions=self._interactions, gateway=self._gateway)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
-        self._port = 0
+        super().__init__()
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def start(self) -> None:
-        """Serve on 127.0.0.1 on a free port, from a daemon thread with its own loop."""
-        if self._thread is not None:
-            raise RuntimeError("already started")
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        self._thread = threading.Thread(target=loop.run_forever, name="fake-discord", daemon=True)
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._serve(), loop).result(timeout=10)
+    label = "fake Discord"
 
-    async def _serve(self) -> None:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+    def _add_routes(self, app: web.Application) -> None:
         app.router.add_get("/gateway", self._gateway.handle)
         app.router.add_get("/attachments/{channel_id}/{attachment_id}/{filename}", self._rest.download)
         self._http.mount(app, [*self._rest.endpoints(), *self._webhooks.endpoints()])
         self._http.mount_fallback(app)
-        self._runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self._port = self._runner.addresses[0][1]
+
+    async def _on_started(self) -> None:
         self._world.origin = self.origin
         self._gateway.resume_url = self._rest.gateway_url = self.gateway_url
 
-    def stop(self) -> None:
-        """Close every gateway socket (1001), stop serving and join the thread."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        loop.close()
-        self._loop = self._thread = None
-
-    async def _shutdown(self) -> None:
-        await self._gateway.close_all()
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    def __enter__(self) -> DiscordFake:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def origin(self) -> str:
-        if not self._port:
-            raise RuntimeError("fake Discord not started")
-        return f"http://127.0.0.1:{self._port}"
+    async def _on_stopping(self) -> None:
+        await self._gateway.close_all()  # every gateway socket closed (1001) before the app stops
 
     @property
     def base_url(self) -> str:

@@ -50,6 +50,7 @@ from tests.fakes.llm_wire import (
     tool_call,
     validation_problem,
 )
+from tests.fakes.loopback import LoopbackServer
 
 __all__ = [
     "CONTEXT_LENGTH_WORDINGS",
@@ -82,7 +83,7 @@ class RecordedRequest:
     headers: dict[str, str]
 
 
-class FakeLLMServer:
+class FakeLLMServer(LoopbackServer):
     """The scripted server. Thread-safe: tests enqueue from any thread while it serves."""
 
     def __init__(
@@ -104,65 +105,30 @@ class FakeLLMServer:
         self._embedding_failure: tuple[int, dict[str, str], int | None] | None = None
         self._ids = itertools.count(1)
         self._check_unused = True
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
         self._stopping: asyncio.Event | None = None
-        self._port = 0
+        super().__init__()
 
     # -- lifecycle ---------------------------------------------------------------------
-    def start(self) -> None:
-        """Serve on 127.0.0.1 on a free port, from a daemon thread with its own loop."""
-        if self._thread is not None:
-            raise RuntimeError("already started")
-        count_tokens("warm up")  # load the encoding now, not inside the first (timed) answer
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        self._thread = threading.Thread(target=loop.run_forever, name="fake-llm-server", daemon=True)
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._serve(), loop).result(timeout=10)
+    label = "fake LLM server"
 
-    async def _serve(self) -> None:
+    def start(self) -> None:
+        count_tokens("warm up")  # load the encoding now, not inside the first (timed) answer
+        super().start()
+
+    def _add_routes(self, app: web.Application) -> None:
         self._stopping = asyncio.Event()
-        app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_get("/v1/models", self._models)
-        self._runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self._port = self._runner.addresses[0][1]
 
-    def stop(self) -> None:
-        """Stop serving and join the thread; delayed answers still pending are cut short."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        loop.close()
-        self._loop = self._thread = None
-
-    async def _shutdown(self) -> None:
+    async def _on_stopping(self) -> None:
         if self._stopping is not None:
             self._stopping.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    def __enter__(self) -> FakeLLMServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     @property
     def base_url(self) -> str:
         """What to give the SDK: "http://127.0.0.1:PORT/v1"."""
-        if not self._port:
-            raise RuntimeError("server not started")
-        return f"http://127.0.0.1:{self._port}/v1"
+        return f"{self.origin}/v1"
 
     # -- script ------------------------------------------------------------------------
     def enqueue(self, *steps: Step) -> None:

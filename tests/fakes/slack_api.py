@@ -34,6 +34,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from tests.fakes.loopback import LoopbackServer
 from tests.fakes.slack_events import WorkspaceEvents
 from tests.fakes.slack_models import (
     ADMIN,
@@ -136,7 +137,7 @@ class _ResponseUrl:
     is_expired: bool = False
 
 
-class FakeSlack:
+class FakeSlack(LoopbackServer):
     """The fake. Thread-safe: tests configure and read it from any thread while it serves."""
 
     def __init__(self, *, app: AppIdentity | None = None, max_update_text: int = MAX_UPDATE_TEXT) -> None:
@@ -153,68 +154,33 @@ class FakeSlack:
         self._response_ids = itertools.count(1)
         self._all_response_urls_expired = False
         self._is_bot_token_revoked = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
         self._stopping: asyncio.Event | None = None
-        self._port = 0
+        super().__init__()
 
     # -- lifecycle ---------------------------------------------------------------------
-    def start(self) -> None:
-        """Serve on 127.0.0.1 on a free port, from a daemon thread with its own loop."""
-        if self._thread is not None:
-            raise RuntimeError("already started")
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        self._thread = threading.Thread(target=loop.run_forever, name="fake-slack", daemon=True)
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._serve(), loop).result(timeout=10)
+    label = "fake Slack"
 
-    async def _serve(self) -> None:
+    def _add_routes(self, app: web.Application) -> None:
         self._stopping = asyncio.Event()
-        app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/upload/v1/{token}", self._upload)
         app.router.add_get("/files-pri/{key}/{tail:.*}", self._download)
         app.router.add_post("/commands/{team}/{id}/{secret}", self._response_url)
         app.router.add_get("/link/", self.socket.handle)
         app.on_shutdown.append(lambda _: self.socket.close_all())
-        self._runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self._port = self._runner.addresses[0][1]
+
+    async def _on_started(self) -> None:
         self.workspace.files.root_url = self.root_url
         self.socket.bind(asyncio.get_running_loop(), f"ws://127.0.0.1:{self._port}")
 
-    def stop(self) -> None:
-        """Stop serving (open sockets closed, pending delays cut short) and join the thread."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        loop.close()
-        self._loop = self._thread = None
-
-    async def _shutdown(self) -> None:
+    async def _on_stopping(self) -> None:
+        # Open sockets are closed by the app's shutdown; pending delays are cut short here.
         if self._stopping is not None:
             self._stopping.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    def __enter__(self) -> FakeSlack:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     @property
     def root_url(self) -> str:
-        if not self._port:
-            raise RuntimeError("fake Slack not started")
-        return f"http://127.0.0.1:{self._port}"
+        return self.origin
 
     @property
     def base_url(self) -> str:
