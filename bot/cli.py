@@ -20,6 +20,9 @@ __all__ = ["main"]
 
 _log = logging.getLogger(__name__)
 
+#: What `membot run NAME` serves.
+PLATFORMS: dict[str, tuple[str, ...]] = {"discord": ("discord",)}
+
 _DESCRIPTION = """\
 membot: a chat bot whose agents manage their own memory (MemGPT-style).
 
@@ -80,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Connect to a chat platform and answer there until SIGINT/SIGTERM. Only `discord` exists "
         "for now: set DISCORD_TOKEN (and OPENAI_BASE_URL / OPENAI_API_KEY for the LLM).",
     )
-    run.add_argument("platform", choices=["discord"], help="the platform to serve: discord")
+    run.add_argument("platform", choices=list(PLATFORMS), help="what to serve: " + ", ".join(PLATFORMS))
     run.add_argument("--model", help="LLM model id (overrides MEMBOT_LLM__MODEL)")
     run.add_argument("--debug", action="store_true", help="debug logs")
 
@@ -134,7 +137,7 @@ async def _dispatch(args: argparse.Namespace, settings: Any) -> int:
         case "migrate":
             return await commands.migrate(args.source, args.target, database=args.database)
         case "run":
-            return await commands.run_discord(settings)
+            return await commands.run(settings, PLATFORMS[args.platform])
         case "templates":
             for name in commands.template_names(settings, args.kind):
                 print(name)

@@ -6,8 +6,9 @@ import asyncio
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from rich.console import Console
@@ -21,7 +22,7 @@ from bot.errors import ConfigError, LLMUnavailableError, NotFoundError, UserFaci
 from bot.memory.store import AgentRecord
 from bot.terminal_adapter import TerminalChat
 
-__all__ = ["agents", "chat", "run_discord", "template_names"]
+__all__ = ["agents", "chat", "run", "template_names"]
 
 _log = logging.getLogger(__name__)
 
@@ -186,78 +187,27 @@ async def migrate(source_url: str, target_url: str, *, database: str) -> int:
     return 0
 
 
-async def run_discord(settings: Settings) -> int:
-    """`membot run discord`: serve Discord until SIGINT/SIGTERM, then shut down in order."""
-    import signal
-    from datetime import timedelta
+async def run(settings: Settings, platforms: Sequence[str]) -> int:
+    """`membot run PLATFORM...`: serve the platforms (sharing one runtime) until SIGINT/SIGTERM."""
+    from bot.service import Component, open_services, run_components
 
-    from bot.discord_adapter import DiscordAdapter
-    from bot.router import Router
-    from bot.runtime import Runtime, RuntimeOptions, Store
-    from bot.scheduler import HeartbeatScheduler, SchedulerOptions
+    _check_platform_settings(settings, platforms)
+    async with open_services(settings) as services:
+        components: list[Component] = []
+        if "discord" in platforms:
+            from bot.discord_adapter import DiscordAdapter
 
-    discord_settings = settings.discord
-    if discord_settings.token is None:
-        raise ConfigError("no Discord bot token: set DISCORD_TOKEN (or MEMBOT_DISCORD__TOKEN)")
-    token = discord_settings.token.get_secret_value()
-    options = settings.runtime
-    async with open_app(settings) as app:
-        store = cast("Store", app.store)  # both stores implement the runtime's and policies' protocols
-        router = Router(
-            store=store,
-            directory=app.directory,
-            load_template=lambda kind, name: load_template(
-                kind, name, user_dir=settings.data_dir / ("personas" if kind == "persona" else "humans")
-            ),
-            default_persona=settings.agent.persona,
-            default_human=settings.agent.human,
-            model=settings.llm.model,
-        )
-        runtime = Runtime(
-            store=store,
-            loop=app.loop,
-            sinks={},
-            options=RuntimeOptions(
-                lease_ttl=timedelta(seconds=options.lease_ttl_s),
-                reflection_idle=timedelta(minutes=options.reflection_idle_minutes),
-                reflection_min_period=timedelta(hours=options.reflection_min_period_hours),
-            ),
-        )
-        scheduler = HeartbeatScheduler(
-            store=store,
-            runtime=runtime,
-            options=SchedulerOptions(
-                tick=timedelta(seconds=options.heartbeat_tick_s),
-                daily_tokens_per_agent=options.reflection_daily_tokens_per_agent,
-                daily_tokens_per_server=options.reflection_daily_tokens_per_server,
-            ),
-        )
-        adapter = DiscordAdapter(settings=discord_settings, router=router, runtime=runtime)
-        stop = asyncio.Event()
-        event_loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            event_loop.add_signal_handler(signum, stop.set)
-        await runtime.start()
-        scheduler.start()
-        client = asyncio.create_task(adapter.run(token), name="membot-discord-client")
-        stopping = asyncio.create_task(stop.wait())
-        try:
-            await asyncio.wait({client, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                event_loop.remove_signal_handler(signum)
-            stopping.cancel()
-            _log.info("shutting down: scheduler, runtime, then the Discord client")
-            scheduler.stop()
-            await runtime.stop(deadline_s=30.0)
-            await adapter.close()
-            if not client.done():
-                client.cancel()
-            results = await asyncio.gather(client, return_exceptions=True)
-        failure = results[0]
-        if isinstance(failure, BaseException) and not isinstance(failure, asyncio.CancelledError):
-            raise failure
+            components.append(
+                DiscordAdapter(settings=settings.discord, router=services.router, runtime=services.runtime)
+            )
+        await run_components(services, components)
     return 0
+
+
+def _check_platform_settings(settings: Settings, platforms: Sequence[str]) -> None:
+    """Refuse before opening anything when a platform's credentials are missing."""
+    if "discord" in platforms and settings.discord.token is None:
+        raise ConfigError("no Discord bot token: set DISCORD_TOKEN (or MEMBOT_DISCORD__TOKEN)")
 
 
 def template_names(settings: Settings, kind: Literal["persona", "human"]) -> list[str]:

@@ -58,6 +58,7 @@ class DiscordAdapter:
         runtime: Runtime,
         client_options: Mapping[str, Any] | None = None,
     ) -> None:
+        self.name = PLATFORM
         self._settings = settings
         self._router = router
         self._runtime = runtime
@@ -77,8 +78,11 @@ class DiscordAdapter:
         self._forbidden_channels: set[int] = set()
         runtime.register_sink(PLATFORM, self.sink_for)
 
-    async def run(self, token: str) -> None:
+    async def run(self) -> None:
         """Point discord.py at the configured endpoints, log in and stay connected until closed."""
+        if self._settings.token is None:
+            raise ConfigError("no Discord bot token: set DISCORD_TOKEN (or MEMBOT_DISCORD__TOKEN)")
+        token = self._settings.token.get_secret_value()
         configure_discord_urls(
             DiscordURLs(api_base_url=self._settings.api_base_url, gateway_url=self._settings.gateway_url)
         )

@@ -23,7 +23,7 @@ from bot.agent.loop import AgentLoop, AgentOptions
 from bot.agent.templates import load_prompt, load_template
 from bot.agent.tokens import TokenCounter
 from bot.cli import main
-from bot.commands import run_discord
+from bot.commands import run
 from bot.config import DiscordSettings, load_settings
 from bot.discord_adapter import EMPTY_MENTION, DiscordAdapter
 from bot.memory.sqlite import SQLiteStore
@@ -287,7 +287,7 @@ async def test_run_discord_serves_until_sigterm(
     monkeypatch.setenv("MEMBOT_DATA_DIR", str(tmp_path))
     settings = load_settings(env_file=None)
     llm_server.enqueue(reply("hello from the service"))
-    served = asyncio.create_task(run_discord(settings))
+    served = asyncio.create_task(run(settings, ["discord"]))
     async with asyncio.timeout(10):
         while not discord_fake.sessions:  # noqa: ASYNC110  # the fake's sessions live in its own thread
             await asyncio.sleep(0.02)
