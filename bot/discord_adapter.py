@@ -101,6 +101,9 @@ class DiscordAdapter:
     async def close(self) -> None:
         await self.client.close()
 
+    def is_ready(self) -> bool:
+        return self.client.is_ready() and not self.client.is_closed()
+
     # -- inbound -----------------------------------------------------------------------------
     async def on_message(self, message: discord.Message) -> None:
         """discord.py's event: hand an admitted, addressed message to its agent."""

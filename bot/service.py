@@ -44,6 +44,9 @@ class Component(Protocol):
     async def close(self) -> None:
         """Stop serving; idempotent."""
 
+    def is_ready(self) -> bool:
+        """Connected and serving (what `/readyz` reports for it)."""
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Services:
