@@ -21,8 +21,7 @@ from bot.config import Settings
 from bot.errors import ConfigError
 from bot.memory.embeddings import Embedder
 from bot.memory.sqlite import SQLiteStore
-from bot.memory.store import MemoryStore
-from bot.runtime import LimitedChatModel
+from bot.runtime import LimitedChatModel, Store
 from bot.sdk_clients import DeferredChatModel, DeferredEmbedder
 
 __all__ = ["App", "open_app", "open_store"]
@@ -33,16 +32,17 @@ _log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class App:
     settings: Settings
-    store: MemoryStore
+    #: Memory, coordination and policies: both stores implement the runtime's full protocol.
+    store: Store
     loop: AgentLoop
     directory: AgentDirectory
     model: DeferredChatModel
 
 
 @asynccontextmanager
-async def open_store(settings: Settings) -> AsyncIterator[MemoryStore]:
+async def open_store(settings: Settings) -> AsyncIterator[Store]:
     """The configured store, opened (schema checked) and closed on exit."""
-    store: MemoryStore
+    store: Store
     if settings.store.kind == "mongodb":
         if settings.store.mongodb_uri is None:
             raise ConfigError("MONGODB_URI: required when MEMBOT_STORE__KIND is mongodb")
@@ -65,9 +65,9 @@ async def open_store(settings: Settings) -> AsyncIterator[MemoryStore]:
 
 
 @asynccontextmanager
-async def open_store_url(url: str, *, database: str, must_exist: bool = False) -> AsyncIterator[MemoryStore]:
+async def open_store_url(url: str, *, database: str, must_exist: bool = False) -> AsyncIterator[Store]:
     """A store named on the command line: `sqlite:PATH` or a `mongodb://` URI."""
-    store: MemoryStore
+    store: Store
     if url.startswith("sqlite:"):
         path = _sqlite_path(url)
         if must_exist and not await asyncio.to_thread(path.is_file):

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Protocol, cast
+from typing import Protocol
 
 from bot.admin import AdminService
 from bot.agent.templates import load_template
@@ -66,7 +66,7 @@ class Services:
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
     """The composition root plus the shared serving parts (not started: `run_components` does)."""
     async with open_app(settings) as app:
-        store = cast("Store", app.store)  # both stores implement the runtime's and policies' protocols
+        store = app.store
 
         def template(kind: str, name: str) -> str:
             folder = settings.data_dir / ("personas" if kind == "persona" else "humans")
