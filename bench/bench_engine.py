@@ -26,12 +26,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bot.agent.context import ContextWindow
 from bot.agent.directory import AgentDirectory
 from bot.agent.llm import OpenAIChatModel, make_openai_client
-from bot.agent.loop import AgentLoop, AgentOptions
+from bot.agent.loop import AgentLoop
 from bot.agent.model import ChatMessage, Completion, ToolSchema
-from bot.agent.templates import load_prompt
+from bot.agent.options import shipped_options
 from bot.agent.tokens import TokenCounter
 from bot.events import InboundMessage
 from bot.memory.sqlite import SQLiteStore
@@ -106,11 +105,7 @@ async def build(base_url: str, path: Path, *, context_window: int) -> tuple[Agen
         model=model,
         counter=TokenCounter(model=MODEL),
         embedder=None,
-        options=AgentOptions(
-            window=ContextWindow(context_window=context_window, max_output_tokens=1000, warning_fraction=0.75),
-            instructions=load_prompt("system"),
-            summarize_instructions=load_prompt("summarize").format(word_limit=200),
-        ),
+        options=shipped_options(context_window=context_window, max_output_tokens=1000, summary_words=200),
     )
     directory = AgentDirectory(store, core_block_limit=2000)
     agent = await directory.create(

@@ -21,11 +21,10 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bot.agent.context import ContextWindow
 from bot.agent.directory import AgentDirectory
 from bot.agent.llm import OpenAIChatModel, make_openai_client
-from bot.agent.loop import AgentLoop, AgentOptions
-from bot.agent.templates import load_prompt
+from bot.agent.loop import AgentLoop
+from bot.agent.options import shipped_options
 from bot.agent.tokens import TokenCounter
 from bot.events import InboundMessage, ReplySink
 from bot.memory.sqlite import SQLiteStore
@@ -87,11 +86,7 @@ async def build(base_url: str, store: SQLiteStore, *, max_concurrent: int) -> Ag
         model=model,
         counter=TokenCounter(model=MODEL),
         embedder=None,
-        options=AgentOptions(
-            window=ContextWindow(context_window=128_000, max_output_tokens=1000, warning_fraction=0.75),
-            instructions=load_prompt("system"),
-            summarize_instructions=load_prompt("summarize").format(word_limit=200),
-        ),
+        options=shipped_options(context_window=128_000, max_output_tokens=1000, summary_words=200),
     )
 
 

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from bot.agent.context import ContextWindow
 from bot.agent.directory import AgentDirectory
-from bot.agent.loop import AgentLoop, AgentOptions
-from bot.agent.templates import load_prompt
+from bot.agent.loop import AgentLoop
+from bot.agent.options import shipped_options
 from bot.agent.tokens import TokenCounter
 from bot.config import Settings
 from bot.errors import ConfigError
@@ -111,16 +110,10 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
             stack.push_async_callback(deferred.aclose)
             embedder = deferred
         agent = settings.agent
-        options = AgentOptions(
-            window=ContextWindow(
-                context_window=llm.context_window,
-                max_output_tokens=llm.max_output_tokens,
-                warning_fraction=agent.memory_warning_fraction,
-            ),
-            instructions=load_prompt("system"),
-            summarize_instructions=load_prompt("summarize").format(
-                word_limit=max(100, min(600, llm.context_window // 40))
-            ),
+        options = shipped_options(
+            context_window=llm.context_window,
+            max_output_tokens=llm.max_output_tokens,
+            warning_fraction=agent.memory_warning_fraction,
             max_chained_steps=agent.max_chained_steps,
             keep_last_messages=agent.keep_last_messages,
             evict_fraction=agent.evict_fraction,

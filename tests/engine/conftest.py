@@ -11,11 +11,10 @@ from typing import Any
 import openai
 import pytest
 
-from bot.agent.context import ContextWindow
 from bot.agent.directory import AgentDirectory
 from bot.agent.llm import OpenAIChatModel
-from bot.agent.loop import AgentLoop, AgentOptions, TurnResult
-from bot.agent.templates import load_prompt
+from bot.agent.loop import AgentLoop, TurnResult
+from bot.agent.options import shipped_options
 from bot.agent.tokens import TokenCounter
 from bot.events import InboundMessage
 from bot.memory.openai_embeddings import OpenAIEmbedder
@@ -115,13 +114,8 @@ async def make_engine(
             model=model,
             counter=TokenCounter(model=MODEL),
             embedder=embedder,
-            options=AgentOptions(
-                window=ContextWindow(
-                    context_window=context_window, max_output_tokens=max_output_tokens, warning_fraction=0.75
-                ),
-                instructions=load_prompt("system"),
-                summarize_instructions=load_prompt("summarize").format(word_limit=200),
-                **options,
+            options=shipped_options(
+                context_window=context_window, max_output_tokens=max_output_tokens, summary_words=200, **options
             ),
             clock=lambda: clock[0],
         )

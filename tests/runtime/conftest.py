@@ -16,11 +16,10 @@ from typing import Any
 import openai
 import pytest
 
-from bot.agent.context import ContextWindow
 from bot.agent.directory import AgentDirectory
 from bot.agent.llm import OpenAIChatModel
-from bot.agent.loop import AgentLoop, AgentOptions
-from bot.agent.templates import load_prompt
+from bot.agent.loop import AgentLoop
+from bot.agent.options import shipped_options
 from bot.agent.tokens import TokenCounter
 from bot.events import InboundMessage, ReplySink
 from bot.memory.sqlite import SQLiteStore
@@ -91,12 +90,7 @@ class Harness:
             model=model,
             counter=TokenCounter(model=MODEL),
             embedder=None,
-            options=AgentOptions(
-                window=ContextWindow(context_window=16_000, max_output_tokens=1_000, warning_fraction=0.75),
-                instructions=load_prompt("system"),
-                summarize_instructions=load_prompt("summarize").format(word_limit=200),
-                **options,
-            ),
+            options=shipped_options(context_window=16_000, max_output_tokens=1_000, summary_words=200, **options),
             clock=self.clock,
         )
 
