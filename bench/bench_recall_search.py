@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,6 +27,7 @@ import numpy as np
 
 from bot.memory.sqlite import SQLiteStore
 from bot.memory.store import AgentRecord, MemoryStore, MessageRole, NewMessage
+from bot.memory.text_terms import message_contexts
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 AGENT_ID = "bench-agent"
@@ -180,8 +181,9 @@ def open_store(kind: str, directory: Path, rank_window: int | None) -> MemorySto
 
 
 async def run(
-    kind: str, count: int, *, n_queries: int, batch: int, seed: int, directory: Path, rank_window: int | None
-) -> dict[str, float]:
+    kind: str, count: int, *, n_queries: int, batch: int, seed: int, directory: Path, rank_window: int | None,
+    with_context: bool = True,
+) -> dict[str, float]:  # fmt: skip
     rng = np.random.default_rng(seed)
     corpus = make_corpus(rng)
     store = open_store(kind, directory, rank_window)
@@ -193,7 +195,12 @@ async def run(
         )  # fmt: skip
         await store.create_agent(record, [])
         started = time.perf_counter()
+        previous: str | None = None
         for i, chunk in enumerate(messages(corpus, rng, count, batch=batch)):
+            if with_context:  # as `RecallMemory.record` stores them: each with the message before
+                contexts = message_contexts(previous, [(m.role, m.content) for m in chunk])
+                chunk = [replace(m, context=c) for m, c in zip(chunk, contexts, strict=True)]
+                previous = chunk[-1].content
             last = (await store.append_messages(AGENT_ID, chunk))[-1]
             if count >= 100_000 and i % 10 == 9:
                 print(f"  filled {last.seq:>9,} messages ({time.perf_counter() - started:6.1f} s)", file=sys.stderr)
@@ -238,6 +245,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--rank-window", type=int, default=None, help="SQLite: bm25 window (default: the store's)")
     parser.add_argument("--dir", type=Path, default=None, help="where to put the store (default: a temp dir)")
+    parser.add_argument(
+        "--no-context", action="store_true", help="index messages without the message before (pre-v4 stores)"
+    )
     args = parser.parse_args()
 
     rows = []
@@ -253,6 +263,7 @@ def main() -> None:
                     seed=args.seed,
                     directory=Path(tmp),
                     rank_window=args.rank_window,
+                    with_context=not args.no_context,
                 )
             )
             row["size_mb"] = sum(p.stat().st_size for p in Path(tmp).iterdir()) / 1e6

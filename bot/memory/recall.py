@@ -1,31 +1,79 @@
 """Recall memory: every message ever exchanged, searchable by text and by date, paged.
 
+Search (`search_messages`, behind `conversation_search`) ranks in up to three ways:
+- keywords: the store's bm25 over each message's text, speaker and context (the message before
+  it, which `record` attaches: `text_terms.message_contexts`);
+- time words: a query naming a span of time ("last week", "in May 2023") is searched without
+  that phrase; matches from the span come first, then the span's other messages (the phrase may
+  be all the query means), then matches from other times (`time_words`);
+- meaning: with an embedder, messages not yet embedded are embedded before a search (a bounded
+  batch each time, so a long history catches up over a few searches), and the keyword and
+  vector rankings are fused by reciprocal rank
+  fusion (RRF, k = 60: each list gives a message 1 / (60 + rank)), which needs no score scaling
+  between two unrelated scores.
+
 The functions here format results for the model: compact lines, not JSON, because search
 results are paid for in prompt tokens on every following step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 
-from bot.errors import FunctionArgumentError
+from bot.errors import FunctionArgumentError, LLMError
+from bot.memory.embeddings import Embedder
 from bot.memory.store import MemoryStore, NewMessage, StoredMessage
+from bot.memory.text_terms import CONTEXT_ROLES, message_contexts, query_terms
+from bot.memory.time_words import TimeSpan, find_time_span
 
-__all__ = ["PAGE_SIZE", "RecallMemory", "format_message_line", "parse_date_bound"]
+__all__ = ["PAGE_SIZE", "RRF_K", "RecallMemory", "format_message_line", "fuse_rankings", "parse_date_bound"]
+
+_log = logging.getLogger(__name__)
 
 PAGE_SIZE = 5
+#: Reciprocal rank fusion's constant (Cormack et al. 2009): damps the weight of the very top ranks.
+RRF_K = 60
 _RESULT_CHARS = 400
+#: How deep each ranking is read before fusing or re-ordering by time (at least).
+_CANDIDATES = 50
+#: Messages embedded per search when some were left unembedded (an endpoint outage, a new model).
+_CATCH_UP_BATCH = 256
+#: How far back `record` looks for the message a new one replies to.
+_CONTEXT_LOOKBACK = 16
+_NO_SEQ_ABOVE = 1 << 40
 
 
 class RecallMemory:
     """The recall tier over one store; every method takes the agent id."""
 
-    def __init__(self, store: MemoryStore) -> None:
+    def __init__(
+        self,
+        store: MemoryStore,
+        *,
+        embedder: Embedder | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self._store = store
+        self._embedder = embedder
+        self._clock = clock
 
     async def record(self, agent_id: str, messages: Sequence[NewMessage]) -> list[StoredMessage]:
-        """Append messages (all or none); the one path every message takes into recall."""
+        """Append messages (all or none); the one path every message takes into recall.
+
+        Each searched message gets its context (the message before it) for keyword search.
+        Embeddings are not made here, where they would delay every turn: `embed_missing` makes
+        them in batches, before each search by meaning."""
+        if any(m.role in CONTEXT_ROLES and m.content for m in messages):
+            contexts = message_contexts(
+                await self._last_searched_text(agent_id), ((m.role, m.content) for m in messages)
+            )
+            messages = [
+                m if c is None or m.context is not None else replace(m, context=c)
+                for m, c in zip(messages, contexts, strict=True)
+            ]
         return await self._store.append_messages(agent_id, messages)
 
     async def count(self, agent_id: str) -> int:
@@ -35,8 +83,31 @@ class RecallMemory:
         """`conversation_search`: one page of messages ranked by relevance."""
         if not query.strip():
             raise FunctionArgumentError("query must not be empty.")
-        found, total = await self._store.search_messages(agent_id, query, offset=page * PAGE_SIZE, limit=PAGE_SIZE)
+        found, total = await self.search_messages(agent_id, query, offset=page * PAGE_SIZE, limit=PAGE_SIZE)
         return _format_page(found, total, page, empty=f"No messages match {query!r}.")
+
+    async def search_messages(
+        self, agent_id: str, query: str, *, offset: int = 0, limit: int = PAGE_SIZE
+    ) -> tuple[list[StoredMessage], int]:
+        """Messages best first (see the module docstring) and how many there are in all."""
+        span = find_time_span(query, now=self._clock())
+        words = span.rest if span is not None else query
+        if span is None and self._embedder is None:
+            return await self._store.search_messages(agent_id, words, offset=offset, limit=limit)
+        if span is not None and not query_terms(words):
+            return await self._store.messages_between(agent_id, span.start, span.end, offset=offset, limit=limit)
+        depth = max(_CANDIDATES, offset + limit)
+        ranked, total = await self._store.search_messages(agent_id, words, limit=depth)
+        if self._embedder is not None:
+            by_meaning = await self._search_by_meaning(agent_id, query, depth)
+            if by_meaning:
+                ranked = fuse_rankings([ranked, by_meaning])
+                total = max(total, len(ranked))
+        if span is not None:
+            in_span, _ = await self._store.messages_between(agent_id, span.start, span.end, limit=depth)
+            ranked = _from_span_first(ranked, in_span, span)
+            total = max(total, len(ranked))
+        return ranked[offset : offset + limit], total
 
     async def search_date(self, agent_id: str, start_date: str, end_date: str, *, page: int = 0) -> str:
         """`conversation_search_date`: messages from start_date through end_date (whole days, UTC)."""
@@ -48,6 +119,72 @@ class RecallMemory:
             agent_id, start, end, offset=page * PAGE_SIZE, limit=PAGE_SIZE
         )
         return _format_page(found, total, page, empty=f"No messages between {start_date} and {end_date}.")
+
+    async def embed_missing(self, agent_id: str, *, limit: int = _CATCH_UP_BATCH) -> int:
+        """Embed up to `limit` searched messages that have no embedding from the current model;
+        returns how many were embedded (0 without an embedder, or when the endpoint fails)."""
+        if self._embedder is None:
+            return 0
+        missing = await self._store.messages_without_embedding(agent_id, self._embedder.model_name, limit=limit)
+        return await self._embed(agent_id, missing)
+
+    async def _search_by_meaning(self, agent_id: str, query: str, depth: int) -> list[StoredMessage]:
+        assert self._embedder is not None
+        await self.embed_missing(agent_id)
+        try:
+            (vector,) = await self._embedder.embed([query])
+        except LLMError as exc:
+            _log.warning("embedding endpoint failed (%s); recall search by keywords only", exc)
+            return []
+        found, _ = await self._store.search_messages_vector(
+            agent_id, vector, embedding_model=self._embedder.model_name, limit=depth
+        )
+        return found
+
+    async def _embed(self, agent_id: str, messages: Sequence[StoredMessage]) -> int:
+        assert self._embedder is not None
+        if not messages:
+            return 0
+        try:
+            vectors = await self._embedder.embed([_embedded_text(m) for m in messages])
+        except LLMError as exc:
+            _log.warning("embedding endpoint failed (%s); %d message(s) left for a later search", exc, len(messages))
+            return 0
+        pairs = [(m.seq, v) for m, v in zip(messages, vectors, strict=True)]
+        await self._store.set_message_embeddings(agent_id, self._embedder.model_name, pairs)
+        return len(pairs)
+
+    async def _last_searched_text(self, agent_id: str) -> str | None:
+        recent = await self._store.get_messages_before(agent_id, before_seq=_NO_SEQ_ABOVE, limit=_CONTEXT_LOOKBACK)
+        return next((m.content for m in reversed(recent) if m.role in CONTEXT_ROLES and m.content), None)
+
+
+def _embedded_text(message: StoredMessage) -> str:
+    """What a message is embedded as: with its speaker, as keyword search indexes it ("Alice: ...")."""
+    return f"{message.speaker_name}: {message.content}" if message.speaker_name else message.content
+
+
+def fuse_rankings(rankings: Sequence[Sequence[StoredMessage]], *, k: int = RRF_K) -> list[StoredMessage]:
+    """Reciprocal rank fusion: each message scores the sum of 1 / (k + rank) over the rankings
+    it is in (rank 1 first); best first, ties newest first."""
+    scores: dict[int, float] = {}
+    messages: dict[int, StoredMessage] = {}
+    for ranking in rankings:
+        for rank, message in enumerate(ranking, start=1):
+            scores[message.seq] = scores.get(message.seq, 0.0) + 1.0 / (k + rank)
+            messages.setdefault(message.seq, message)
+    return [messages[seq] for seq in sorted(scores, key=lambda seq: (-scores[seq], -seq))]
+
+
+def _from_span_first(
+    ranked: Sequence[StoredMessage], in_span: Sequence[StoredMessage], span: TimeSpan
+) -> list[StoredMessage]:
+    """Matches from `span` (in rank order), then the span's other messages (in time order), then
+    the matches from other times."""
+    matched = [m for m in ranked if span.contains(m.created_at)]
+    seen = {m.seq for m in matched}
+    others = [m for m in in_span if m.seq not in seen]
+    return matched + others + [m for m in ranked if not span.contains(m.created_at)]
 
 
 def parse_date_bound(text: str, *, is_end: bool) -> datetime:

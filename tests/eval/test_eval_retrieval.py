@@ -1,0 +1,185 @@
+"""`membot eval locomo --mode retrieval` end to end, through the CLI, on both stores.
+
+Expected figures are worked out by hand from the fixture (see `locomo_mini.json`): the stop
+words leave few terms per question, so each ranking follows from which turns hold which terms
+(in their text, speaker or context: the turn before) and from bm25's preference for shorter turns.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.cli import main
+
+FIXTURE = Path(__file__).with_name("locomo_mini.json")
+
+
+def run_eval(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    code = main(["eval", "locomo", "--data", str(FIXTURE), *args])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def results_of(out: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    return data
+
+
+def without_timings(results: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in results.items() if k != "timings"}
+
+
+@pytest.fixture(autouse=True)
+def _data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMBOT_DATA_DIR", str(tmp_path / "data"))
+
+
+def check_hand_worked_figures(results: dict[str, Any]) -> None:
+    retrieval = results["retrieval"]
+    # Every scored question of categories 1-4 finds its evidence first, except the multi-hop one:
+    # "What breed is the dog that chewed Ava's sneakers?" (evidence D1:3 and D2:4) keeps breed, dog,
+    # chew, ava, sneaker. D2:4 holds chew and sneaker (text) and ava (speaker): 1st. D2:5 holds chew
+    # (text) and both again in its context: 2nd. Then four turns by Ava match only her name, the
+    # shortest first: D1:1 (11 terms), D2:2 (14), D1:3 (16), D1:5 (21). So D1:3 is 5th.
+    by_question = {(q["sample"], q["question"]): q for q in results["questions"]}
+    assert by_question[("mini-1", 2)]["ranked"] == ["D2:4", "D2:5", "D1:1", "D2:2", "D1:3", "D1:5"]
+    assert by_question[("mini-1", 2)]["recall"] == {"1": 0.5, "5": 1.0, "10": 1.0}
+    assert retrieval["multi-hop"] == {
+        "questions": 1, "scored": 1, "recall@1": 0.5, "recall@5": 1.0, "recall@10": 1.0, "mrr": 1.0,
+    }  # fmt: skip
+    assert retrieval["overall (1-4)"] == {
+        "questions": 8, "scored": 7, "recall@1": round(6.5 / 7, 4), "recall@5": 1.0, "recall@10": 1.0, "mrr": 1.0,
+    }  # fmt: skip
+    # The open-domain question without evidence is not scored; the adversarial one is reported apart
+    # (its "evidence" D1:3 shares no term with "What breed is Ben's cat?").
+    assert retrieval["open-domain"]["questions"] == 2 and retrieval["open-domain"]["scored"] == 1
+    assert results["unscored_questions"] == 1
+    assert retrieval["adversarial"] == {
+        "questions": 1, "scored": 1, "recall@1": 0.0, "recall@5": 0.0, "recall@10": 0.0, "mrr": 0.0,
+    }  # fmt: skip
+    assert by_question[("mini-1", 3)]["evidence"] == ["D2:1"]  # "D:2:1" repaired
+    assert by_question[("mini-2", 0)]["ranked"] == ["D1:1", "D1:2"]
+
+
+def test_retrieval_end_to_end_on_sqlite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    code, printed = run_eval(capsys, "--mode", "retrieval", "--out", str(out))
+    assert code == 0, printed
+    results = results_of(out)
+    check_hand_worked_figures(results)
+    assert results["samples"] == ["mini-1", "mini-2"]
+    assert results["timings"]["search_ms"]["p50"] > 0
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "| overall (1-4) | 8 | 7 | 0.929 | 1.000 | 1.000 | 1.000 |" in report
+    assert "overall (1-4)" in printed and "0.929" in printed  # the terminal table
+    # Results name dialog ids and figures, never the data's own text (its licence forbids copying it).
+    assert "marathon" not in (out / "results.json").read_text(encoding="utf-8")
+
+
+def test_retrieval_end_to_end_on_mongodb_ranks_as_sqlite(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.contract.mongo_backend import shared_uri
+
+    monkeypatch.setenv("MONGODB_URI", shared_uri())
+    monkeypatch.setenv("MEMBOT_STORE__MONGODB_DATABASE", f"eval_{uuid.uuid4().hex[:12]}")
+    code, printed = run_eval(capsys, "--store", "mongodb", "--out", str(tmp_path / "mongo"))
+    assert code == 0, printed
+    code, printed = run_eval(capsys, "--store", "sqlite", "--out", str(tmp_path / "sqlite"))
+    assert code == 0, printed
+    mongo, lite = results_of(tmp_path / "mongo"), results_of(tmp_path / "sqlite")
+    check_hand_worked_figures(mongo)
+    assert mongo["questions"] == lite["questions"]  # the same rankings, question by question
+    assert mongo["options"]["store"] == "mongodb"
+
+
+def test_a_resumed_run_gives_the_results_of_an_uninterrupted_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    whole, stopped = tmp_path / "whole", tmp_path / "stopped"
+    assert run_eval(capsys, "--out", str(whole))[0] == 0
+    assert run_eval(capsys, "--out", str(stopped))[0] == 0
+    # Leave `stopped` as a run killed halfway leaves it: four questions recorded and a fifth torn
+    # mid-line, no results yet, and the second session of mini-1 not yet in the store.
+    progress = stopped / "progress.jsonl"
+    lines = progress.read_text(encoding="utf-8").splitlines(keepends=True)
+    progress.write_text("".join(lines[:5]) + lines[5][: len(lines[5]) // 2], encoding="utf-8")
+    (stopped / "results.json").unlink()
+    with sqlite3.connect(stopped / "locomo-mini-1.sqlite3") as db:
+        db.execute("DELETE FROM messages WHERE platform_message_id LIKE 'D2:%'")
+    db.close()
+    code, printed = run_eval(capsys, "--out", str(stopped))
+    assert code == 0, printed
+    assert without_timings(results_of(stopped)) == without_timings(results_of(whole))
+    kinds = [line.split('"kind": "')[1].split('"')[0] for line in progress.read_text(encoding="utf-8").splitlines()]
+    assert kinds.count("retrieval") == 10  # each question once, and the torn one's first half
+
+
+def test_a_run_with_other_options_is_refused_in_the_same_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    assert run_eval(capsys, "--out", str(out), "--samples", "mini-2")[0] == 0
+    assert results_of(out)["samples"] == ["mini-2"]
+    code, printed = run_eval(capsys, "--out", str(out))
+    assert code == 2
+    assert f"{out} holds a run with other options (samples)" in printed
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--samples", "mini-9"], "has no sample mini-9 (it has mini-1, mini-2)"),
+        (["--baseline", "full-context"], "--baseline full-context compares answers: it needs --mode qa"),
+        (["--jobs", "0"], "--jobs must be at least 1 (got 0)"),
+        (["--store", "mongodb"], "--store mongodb: set MONGODB_URI"),
+    ],
+)
+def test_bad_options_get_one_clear_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    code, printed = run_eval(capsys, "--out", str(tmp_path / "run"), *args)
+    assert code == 2
+    assert message in printed
+
+
+def test_a_malformed_data_file_stops_the_run_with_its_location(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = json.loads(FIXTURE.read_text(encoding="utf-8"))
+    del data[0]["conversation"]["session_2"][3]["speaker"]
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps(data), encoding="utf-8")
+    code = main(["eval", "locomo", "--data", str(broken), "--out", str(tmp_path / "run")])
+    printed = capsys.readouterr().err
+    assert code == 2
+    assert "sample 'mini-1', session 2, turn D2:4: field 'speaker' must be non-empty text (missing)" in printed
+    assert not (tmp_path / "run").exists()  # nothing was started
+
+
+def test_archival_sessions_are_searched_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    code, printed = run_eval(capsys, "--archival", "--samples", "mini-1", "--out", str(out))
+    assert code == 0, printed
+    results = results_of(out)
+    by_question = {q["question"]: q for q in results["questions"]}
+    # Two session passages, both naming Ava and Ben (every question names one of them), so every
+    # scored question finds its evidence's sessions among the first 5 passages.
+    assert {q: r["archival_session_recall"] for q, r in by_question.items() if r["scored"]} == {
+        0: 1.0, 1: 1.0, 2: 1.0, 3: 1.0, 4: 1.0, 6: 1.0, 7: 1.0,
+    }  # fmt: skip
+    assert results["retrieval"]["overall (1-4)"]["archival_session_recall@5"] == 1.0
+    assert results["retrieval"]["overall (1-4)"]["recall@1"] == round(5.5 / 6, 4)  # recall unchanged by archival
+
+
+def test_jobs_work_on_samples_at_once_with_the_same_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_eval(capsys, "--out", str(tmp_path / "one"))[0] == 0
+    assert run_eval(capsys, "--out", str(tmp_path / "two"), "--jobs", "2")[0] == 0
+    one, two = results_of(tmp_path / "one"), results_of(tmp_path / "two")
+    assert without_timings(one) == without_timings(two)

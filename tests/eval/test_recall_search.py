@@ -1,0 +1,149 @@
+"""`conversation_search` beyond the store: contexts attached on record, time words, and hybrid search
+(reciprocal rank fusion with the scripted server's bag-of-words embeddings, through the real SDK)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import openai
+import pytest
+
+from bot.memory.openai_embeddings import OpenAIEmbedder
+from bot.memory.recall import RecallMemory, fuse_rankings
+from bot.memory.sqlite import SQLiteStore
+from bot.memory.store import MessageRole, NewMessage, StoredMessage
+from bot.memory.time_words import find_time_span
+from tests.contract.test_store_contract import new_agent, seqs
+from tests.fakes.llm_fixtures import SleepRecorder
+from tests.fakes.llm_server import FakeLLMServer
+
+NOW = datetime(2024, 3, 14, 12, 0, tzinfo=UTC)  # a Thursday
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    sqlite_store = SQLiteStore(tmp_path / "membot.sqlite3")
+    await sqlite_store.open()
+    await new_agent(sqlite_store)
+    try:
+        yield sqlite_store
+    finally:
+        await sqlite_store.close()
+
+
+def said(content: str, at: datetime, role: MessageRole = "user") -> NewMessage:
+    return NewMessage(role=role, content=content, created_at=at, tokens=1, speaker_name="Alice")
+
+
+@pytest.mark.parametrize(
+    ("query", "start", "end", "rest"),
+    [
+        ("what did we plan last week", "2024-03-04", "2024-03-11", "what did we plan"),
+        ("the trip in May 2023", "2023-05-01", "2023-06-01", "the trip"),
+        ("dinner on 8 May, 2023 with Sam", "2023-05-08", "2023-05-09", "dinner with Sam"),
+        ("May 8, 2023", "2023-05-08", "2023-05-09", ""),
+        ("2023-05-08 notes", "2023-05-08", "2023-05-09", "notes"),
+        ("the party yesterday", "2024-03-13", "2024-03-14", "the party"),
+        ("3 days ago", "2024-03-11", "2024-03-12", ""),
+        ("two weeks ago", "2024-02-26", "2024-03-04", ""),  # the week around 29 February
+        ("last month", "2024-02-01", "2024-03-01", ""),
+        ("this year", "2024-01-01", "2025-01-01", ""),
+        ("gigs in May", "2023-05-01", "2023-06-01", "gigs"),  # the latest May not after today
+        ("gigs in March", "2024-03-01", "2024-04-01", "gigs"),
+        ("back in 2022", "2022-01-01", "2023-01-01", "back"),
+        ("31 February 2023", "2023-02-01", "2023-03-01", "31"),  # not a date: the month it names
+    ],
+)
+def test_time_words_name_a_span_of_days(query: str, start: str, end: str, rest: str) -> None:
+    span = find_time_span(query, now=NOW)
+    assert span is not None
+    assert (span.start.date().isoformat(), span.end.date().isoformat(), span.rest) == (start, end, rest)
+
+
+@pytest.mark.parametrize("query", ["what is my cat called", "may I ask something", "page 2023x", "in 1850"])
+def test_queries_without_time_words_have_no_span(query: str) -> None:
+    assert find_time_span(query, now=NOW) is None
+
+
+def ranking(*seqs_: int) -> list[StoredMessage]:
+    return [StoredMessage(agent_id="a", seq=s, role="user", content=str(s), created_at=NOW, tokens=1) for s in seqs_]
+
+
+def test_reciprocal_rank_fusion_by_hand() -> None:
+    # k = 60: 3 scores 1/63 + 1/61, 1 scores 1/61, 2 and 4 score 1/62 each (a tie: newest first).
+    assert seqs(fuse_rankings([ranking(1, 2, 3), ranking(3, 4)])) == [3, 1, 4, 2]
+    assert seqs(fuse_rankings([ranking(1, 2), []])) == [1, 2]
+    assert fuse_rankings([]) == []
+
+
+async def test_record_attaches_the_previous_searched_message_as_context(store: SQLiteStore) -> None:
+    recall = RecallMemory(store)
+    await recall.record("agent-1", [said("where is the lake", NOW)])
+    await recall.record(
+        "agent-1",
+        [said("", NOW, role="assistant"), said("(tool output)", NOW, role="tool"), said("near the old mill", NOW)],
+    )
+    stored = await store.get_messages("agent-1")
+    assert [m.context for m in stored] == [None, None, None, "where is the lake"]
+    found, total = await recall.search_messages("agent-1", "lake")
+    assert (seqs(found), total) == ([1, 4], 2)
+
+
+async def test_time_words_put_messages_from_that_span_first(store: SQLiteStore) -> None:
+    recall = RecallMemory(store, clock=lambda: NOW)
+    await recall.record(
+        "agent-1",
+        [
+            said("we booked the concert tickets", NOW - timedelta(days=40)),
+            said("the concert was loud", NOW - timedelta(days=9)),
+            said("another concert soon", NOW - timedelta(days=1)),
+        ],
+    )
+    # Plain words: newest first among equals. "last week" (4-10 March) brings message 2 first.
+    found, _ = await recall.search_messages("agent-1", "concert")
+    assert seqs(found)[0] == 3
+    found, total = await recall.search_messages("agent-1", "concert last week")
+    assert (seqs(found)[0], total) == (2, 3)
+    # Only a time phrase: the messages of that span, in time order.
+    found, total = await recall.search_messages("agent-1", "yesterday")
+    assert (seqs(found), total) == ([3], 1)
+    # No word matches ("happened"): the span's messages still come, before the other matches.
+    found, total = await recall.search_messages("agent-1", "what happened last week")
+    assert (seqs(found), total) == ([2], 1)
+    assert "the concert was loud" in await recall.search("agent-1", "what happened last week")
+
+
+async def test_hybrid_search_fuses_keyword_and_vector_rankings(
+    store: SQLiteStore, openai_client: openai.AsyncOpenAI, llm_server: FakeLLMServer, sleeps: SleepRecorder
+) -> None:
+    embedder = OpenAIEmbedder(client=openai_client, model="fake-embed", sleep=sleeps)
+    recall = RecallMemory(store, embedder=embedder)
+    await recall.record(
+        "agent-1",
+        [said("what about dinner tonight", NOW), said("my cat sleeps all day", NOW), said("dinner was great", NOW)],
+    )
+    assert llm_server.embedding_requests == []  # recording never waits for embeddings
+    # "what about" is all stop words for keywords; the scripted embeddings are bags of words, so
+    # by meaning it is message 1.
+    found, _ = await recall.search_messages("agent-1", "what about")
+    assert seqs(found)[0] == 1
+    assert len(llm_server.embedding_requests) == 2  # the three messages (one batch), then the query
+    assert await store.messages_without_embedding("agent-1", "fake-embed", limit=10) == []
+    # "dinner": 3 and 1 say it (3 is shorter), 2 has it in its context (message 1); the vectors agree.
+    found, total = await recall.search_messages("agent-1", "dinner")
+    assert seqs(found) == [3, 1, 2] and total == 3
+
+
+async def test_hybrid_search_falls_back_to_keywords_when_embeddings_fail(
+    store: SQLiteStore, openai_client: openai.AsyncOpenAI, llm_server: FakeLLMServer, sleeps: SleepRecorder
+) -> None:
+    embedder = OpenAIEmbedder(client=openai_client, model="fake-embed", sleep=sleeps, max_retries=0)
+    recall = RecallMemory(store, embedder=embedder)
+    await recall.record("agent-1", [said("dinner was great", NOW), said("my cat sleeps", NOW)])
+    llm_server.fail_embeddings(503)
+    found, total = await recall.search_messages("agent-1", "cat")
+    assert (seqs(found), total) == ([2], 1)
+    llm_server.fail_embeddings(None)
+    assert await recall.embed_missing("agent-1") == 2  # caught up once the endpoint is back
