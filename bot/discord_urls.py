@@ -19,17 +19,40 @@ every path the library takes:
 CDN assets (avatars, `Asset.BASE`) are not moved; attachment URLs come from message
 payloads, so they point wherever the server that sent them says. The attributes are
 process-wide: call `configure_discord_urls` once, before `Client.login()`/`start()`.
+
+`invite_url` is the OAuth2 link a server admin opens to add the bot (`membot discord
+invite-url`), asking for exactly `BOT_PERMISSIONS`.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
 
+import discord
 import yarl
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
-__all__ = ["DISCORD", "DiscordURLs", "configure_discord_urls", "current_discord_urls"]
+__all__ = [
+    "BOT_PERMISSIONS",
+    "DISCORD",
+    "DiscordURLs",
+    "application_id_from_token",
+    "configure_discord_urls",
+    "current_discord_urls",
+    "invite_url",
+]
+
+#: What the bot does in a channel, and nothing more: see it and its messages (View Channels),
+#: answer (Send Messages, and Send Messages in Threads for threads), and answer *as a reply*,
+#: which Discord allows only with Read Message History. Typing needs Send Messages; slash
+#: commands, their ephemeral answers and file follow-ups are interaction responses, which
+#: need no bot permission; reading attachments needs none either.
+BOT_PERMISSIONS = discord.Permissions(
+    view_channel=True, send_messages=True, send_messages_in_threads=True, read_message_history=True
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -57,3 +80,19 @@ def configure_discord_urls(urls: DiscordURLs) -> DiscordURLs:
     Route.BASE = urls.api_base_url.rstrip("/")
     DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(urls.gateway_url)
     return previous
+
+
+def application_id_from_token(token: str) -> int | None:
+    """The application id a bot token starts with (base64 of the bot user's id, which is the
+    application's for every bot made since 2016); None when the token does not look like one."""
+    first = token.split(".", 1)[0]
+    try:
+        decoded = base64.urlsafe_b64decode(first + "=" * (-len(first) % 4)).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    return int(decoded) if decoded.isdigit() else None
+
+
+def invite_url(application_id: int) -> str:
+    """The OAuth2 URL that adds the bot to a server with `BOT_PERMISSIONS` and its slash commands."""
+    return discord.utils.oauth_url(application_id, permissions=BOT_PERMISSIONS, scopes=("bot", "applications.commands"))

@@ -8,63 +8,22 @@ import os
 import re
 import signal
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 
-from bot.agent.context import ContextWindow
-from bot.agent.directory import AgentDirectory
-from bot.agent.llm import OpenAIChatModel
-from bot.agent.loop import AgentLoop, AgentOptions
-from bot.agent.templates import load_prompt, load_template
-from bot.agent.tokens import TokenCounter
 from bot.cli import main
 from bot.commands import run
-from bot.config import DiscordSettings, load_settings
-from bot.discord_adapter import EMPTY_MENTION, DiscordAdapter
-from bot.memory.sqlite import SQLiteStore
-from bot.router import Router
-from bot.runtime import Runtime, RuntimeOptions
-from tests.fakes.discord_fixtures import connected, fast_client_options
-from tests.fakes.discord_server import ChannelType, DiscordFake, FakeAttachment, FakeChannel, FakeGuild, FakeUser
+from bot.config import load_settings
+from bot.discord_adapter import EMPTY_MENTION
+from tests.fakes.discord_bot import DiscordBot, reply
+from tests.fakes.discord_server import ChannelType, DiscordFake, FakeAttachment
 from tests.fakes.llm_fixtures import SleepRecorder
-from tests.fakes.llm_server import FakeLLMServer, ToolCallReply, tool_call
+from tests.fakes.llm_server import FakeLLMServer
 
-MODEL = "gpt-4o-mini"
-
-
-def reply(text: str) -> ToolCallReply:
-    return ToolCallReply(calls=(tool_call("send_message", {"message": text}),))
-
-
-@dataclass
-class Bot:
-    fake: DiscordFake
-    llm: FakeLLMServer
-    store: SQLiteStore
-    runtime: Runtime
-    adapter: DiscordAdapter
-    alice: FakeUser
-    bob: FakeUser
-    guild: FakeGuild
-    general: FakeChannel
-
-    async def settle(self) -> None:
-        async with asyncio.timeout(10):
-            await self.runtime.wait_idle()
-
-    async def agent_for(self, key: str) -> str:
-        agent = await self.store.get_agent_by_conversation(key)
-        assert agent is not None, f"no agent for {key}"
-        return agent.id
-
-    def user_turns(self, request: int) -> list[str]:
-        body = self.llm.chat_requests[request].body
-        return [str(m["content"]) for m in body["messages"] if m["role"] == "user"]
+Bot = DiscordBot
 
 
 @pytest.fixture
@@ -74,54 +33,14 @@ async def bot(
     llm_server: FakeLLMServer,
     openai_client: openai.AsyncOpenAI,
     sleeps: SleepRecorder,
-) -> AsyncIterator[Bot]:
-    alice = discord_fake.add_user("alice")
-    bob = discord_fake.add_user("bob")
-    guild = discord_fake.add_guild("Home", members=[alice, bob])
-    general = discord_fake.add_channel(guild, "general")
-    async with AsyncExitStack() as stack:
-        store = SQLiteStore(tmp_path / "membot.sqlite3")
-        await store.open()
-        stack.push_async_callback(store.close)
-        directory = AgentDirectory(store, core_block_limit=2000)
-        loop = AgentLoop(
-            store=store,
-            model=OpenAIChatModel(client=openai_client, model=MODEL, max_retries=1, sleep=sleeps),
-            counter=TokenCounter(model=MODEL),
-            embedder=None,
-            options=AgentOptions(
-                window=ContextWindow(context_window=16_000, max_output_tokens=1_000, warning_fraction=0.75),
-                instructions=load_prompt("system"),
-                summarize_instructions=load_prompt("summarize").format(word_limit=200),
-            ),
-        )
-        router = Router(
-            store=store,
-            directory=directory,
-            load_template=lambda kind, name: load_template(kind, name, user_dir=None),
-            default_persona="sam",
-            default_human="basic",
-            model=MODEL,
-        )
-        runtime = Runtime(store=store, loop=loop, sinks={}, options=RuntimeOptions(owner="test", lease_retry_s=0.05))
-        settings = DiscordSettings(api_base_url=discord_fake.base_url, gateway_url=discord_fake.gateway_url)
-        adapter = DiscordAdapter(
-            settings=settings, router=router, runtime=runtime, client_options=fast_client_options()
-        )
-        await runtime.start()
-        stack.push_async_callback(runtime.stop, deadline_s=5)
-        await stack.enter_async_context(connected(adapter.client, discord_fake))
-        yield Bot(
-            fake=discord_fake,
-            llm=llm_server,
-            store=store,
-            runtime=runtime,
-            adapter=adapter,
-            alice=alice,
-            bob=bob,
-            guild=guild,
-            general=general,
-        )
+) -> AsyncIterator[DiscordBot]:
+    started = await DiscordBot.start(
+        tmp_path=tmp_path, fake=discord_fake, llm=llm_server, openai_client=openai_client, sleeps=sleeps
+    )
+    try:
+        yield started
+    finally:
+        await started.close()
 
 
 async def test_a_mention_in_a_channel_is_answered_there_as_a_reply_by_the_channels_agent(bot: Bot) -> None:

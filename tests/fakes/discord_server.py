@@ -300,11 +300,13 @@ class DiscordFake(LoopbackServer):
         referenced_message: JSON | int | None = None,
         attachments: Sequence[FakeAttachment] = (),
         embeds: Sequence[JSON] = (),
+        stickers: Sequence[str] = (),
     ) -> JSON:
         """`author` posts in `channel`: stored, then MESSAGE_CREATE to the owning shard.
 
         Users named as <@id> in `content` count as mentioned, besides `mentions`; replying
-        (`referenced_message`) mentions the replied-to author. Returns the message as stored.
+        (`referenced_message`) mentions the replied-to author; `stickers` are sticker names.
+        Returns the message as stored.
         """
         world = self._world
         guild = world.guild_of(channel)
@@ -326,9 +328,21 @@ class DiscordFake(LoopbackServer):
             reference=reference,
             attachments=attachments,
             embeds=embeds,
+            sticker_names=stickers,
         )
         await self._deliver("MESSAGE_CREATE", message, guild_id=channel.guild_id)
         return message
+
+    async def edit_message(self, message: JSON, content: str) -> JSON:
+        """The author edits a stored message: its new content, then MESSAGE_UPDATE to the owning shard."""
+        edited = self._world.edit_message(int(message["id"]), {"content": content})
+        await self._run(self._gateway.echo("MESSAGE_UPDATE", edited))
+        return edited
+
+    async def delete_message(self, message: JSON) -> None:
+        """The author deletes a stored message: gone from the channel, then MESSAGE_DELETE to the owning shard."""
+        deleted = self._world.delete_message(int(message["id"]))
+        await self._run(self._gateway.echo("MESSAGE_DELETE", deleted))
 
     async def dispatch_command(
         self, channel: FakeChannel, user: FakeUser, name: str, options: Mapping[str, OptionValue] | None = None

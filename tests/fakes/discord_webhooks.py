@@ -92,6 +92,9 @@ class InteractionAPI:
             interaction.response_type = int(kind)
             if created is not None:
                 interaction.original_message_id = int(created["id"])
+            elif kind in (CallbackType.DEFERRED_UPDATE_MESSAGE, CallbackType.UPDATE_MESSAGE):
+                # A component's interaction responds on the component's message: that is its "@original".
+                interaction.original_message_id = interaction.message_id
         if created is not None:
             await self._gateway.echo("MESSAGE_CREATE", created)
         if edited is not None:

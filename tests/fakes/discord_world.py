@@ -295,6 +295,7 @@ class World:
         tts: bool = False,
         webhook_id: int | None = None,
         interaction_metadata: JSON | None = None,
+        sticker_names: Sequence[str] = (),
     ) -> JSON:
         """Store a new message and return it (REST shape). `reference` must name a stored message."""
         with self.lock:
@@ -329,6 +330,10 @@ class World:
                 "type": 0 if reference is None else 19,
                 "flags": int(flags),
             }
+            if sticker_names:
+                message["sticker_items"] = [
+                    {"id": str(self.ids.next()), "name": name, "format_type": 1} for name in sticker_names
+                ]
             if nonce is not None:
                 message["nonce"] = nonce
             if webhook_id is not None:
