@@ -82,6 +82,11 @@ __all__ = [
 
 _NO_TOKEN_METHODS = frozenset({"api.test"})
 _APP_TOKEN_METHODS = frozenset({"apps.connections.open"})
+#: What installing membot's app grants its bot token; Slack lists them in `x-oauth-scopes` on every call.
+BOT_SCOPES: tuple[str, ...] = (
+    "app_mentions:read", "channels:history", "groups:history", "im:history", "chat:write", "users:read",
+    "commands", "im:write", "files:write",
+)  # fmt: skip
 _LOGIN_PAGE = "<!DOCTYPE html><html><head><title>Slack</title></head><body>Sign in to Slack</body></html>"
 
 
@@ -154,6 +159,8 @@ class FakeSlack(LoopbackServer):
         self._response_ids = itertools.count(1)
         self._all_response_urls_expired = False
         self._is_bot_token_revoked = False
+        #: The scopes the bot token was granted (a test may take some away).
+        self.bot_scopes: tuple[str, ...] = BOT_SCOPES
         self._stopping: asyncio.Event | None = None
         super().__init__()
 
@@ -308,6 +315,21 @@ class FakeSlack(LoopbackServer):
             lambda p: predicate is None or predicate(p), timeout=timeout, what="a POST to a response_url"
         )
 
+    async def wait_for_response_url_posts(
+        self,
+        count: int,
+        predicate: Callable[[ResponseUrlPost], bool] | None = None,
+        *,
+        timeout: float = 3.0,  # noqa: ASYNC109
+    ) -> list[ResponseUrlPost]:
+        """The first `count` POSTs to response_urls (matching `predicate`), once there are that many."""
+        return await self._response_posts.wait_for_count(
+            lambda p: predicate is None or predicate(p),
+            count,
+            timeout=timeout,
+            what=f"{count} POST(s) to response_urls",
+        )
+
     # -- Slack's deliveries to the app -------------------------------------------------
     def requests_to(self, url: str) -> SlackRequestSender:
         """A sender of signed HTTP-mode requests to the app listening at `url`."""
@@ -321,6 +343,8 @@ class FakeSlack(LoopbackServer):
         status, headers = 200, {}
         try:
             self._authenticate(method, token)
+            if token == self.app.bot_token:
+                headers = {"x-oauth-scopes": ",".join(self.bot_scopes)}
             if (failure := self._take(self._failures, method, args)) is not None:
                 raise ApiError(failure.error, status=failure.status, headers=failure.headers)
             if (delay := self._take(self._delays, method, args)) is not None:

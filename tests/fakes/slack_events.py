@@ -24,6 +24,7 @@ from tests.fakes.slack_wire import (
     event_callback,
     message_shortcut_payload,
     slash_command_form,
+    view_submission_payload,
 )
 from tests.fakes.slack_workspace import Workspace
 
@@ -433,4 +434,14 @@ class WorkspaceEvents:
             channel_name=channel_name,
             message=message,
             response_url=self._new_response_url(channel, user),
+        )
+
+    def view_submission(self, *, view: JSON, values: JSON, user: str = ALICE) -> JSON:
+        """`user` submits the modal `view` (as `views.open` got it) with input `values`."""
+        return view_submission_payload(
+            app=self._workspace.app,
+            user_id=user,
+            user_name=self._workspace.user(user).name,
+            view=view,
+            values=values,
         )

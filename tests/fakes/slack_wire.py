@@ -37,6 +37,7 @@ __all__ = [
     "slash_command_form",
     "socket_envelope",
     "url_verification",
+    "view_submission_payload",
 ]
 
 JSON = dict[str, Any]
@@ -266,6 +267,31 @@ def message_shortcut_payload(
         "response_url": response_url,
         "message_ts": message["ts"],
         "message": message,
+    }
+
+
+def view_submission_payload(
+    *,
+    app: AppIdentity,
+    user_id: str,
+    user_name: str,
+    view: JSON,
+    values: JSON,
+) -> JSON:
+    """A modal's submit: the `view_submission` payload with the view as opened and the inputs'
+    `state.values` ({block_id: {action_id: {"type": ..., "value": ...}}})."""
+    submitted = {**view, "state": {"values": values}, "hash": "1700000000.fakehash"}
+    return {
+        "type": "view_submission",
+        "team": {"id": app.team_id, "domain": app.team_domain},
+        "user": _user_ref(app, user_id, user_name),
+        "api_app_id": app.app_id,
+        "token": "legacy-verification-token",
+        "trigger_id": new_trigger_id(),
+        "view": submitted,
+        "response_urls": [],
+        "is_enterprise_install": False,
+        "enterprise": None,
     }
 
 
