@@ -1,0 +1,1 @@
+"""Operating membot: logs, health and metrics, diagnostics, privacy."""
