@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from bot.errors import StoreError
-from bot.memory.migrate import copy_store
+from bot.memory.migrate import MigratableStore, copy_store
+from bot.memory.policy_store import AuditEntry, Policy
 from bot.memory.store import (
     AgentRecord,
     AgentUpdate,
     CoreBlock,
-    MemoryStore,
     NewMessage,
     NewPassage,
     StoredToolCall,
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture
-async def sqlite_store(tmp_path: Path) -> AsyncIterator[MemoryStore]:
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[MigratableStore]:
     from bot.memory.sqlite import SQLiteStore  # may not exist yet (see pytestmark)
 
     store = SQLiteStore(tmp_path / "membot.sqlite3")
@@ -40,12 +40,12 @@ async def sqlite_store(tmp_path: Path) -> AsyncIterator[MemoryStore]:
 
 
 @pytest.fixture
-async def mongo_store() -> AsyncIterator[MemoryStore]:
+async def mongo_store() -> AsyncIterator[MigratableStore]:
     async with open_mongo_store() as store:
         yield store
 
 
-async def fill(store: MemoryStore) -> None:
+async def fill(store: MigratableStore) -> None:
     """Two agents; the first with a popped message (seqs continue), tool calls, embeddings of two models."""
     for n in (1, 2):
         agent = AgentRecord(
@@ -97,9 +97,27 @@ async def fill(store: MemoryStore) -> None:
         ],
     )
     await store.append_messages("agent.$2", messages[:2])
+    await store.set_policy(Policy(scope="discord:1", channel=None, mode="per_user", updated_at=T0, updated_by="ann"))
+    await store.set_policy(
+        Policy(scope="discord:1", channel="5", mode="per_channel", persona="sam", updated_at=T0, updated_by="ann")
+    )
+    await store.set_policy(Policy(scope="slack:T1", channel=None, mode="per_channel", updated_at=T0, updated_by="bo"))
+    await store.add_joined_thread("discord:1", "77")
+    await store.add_joined_thread("slack:T1", "C1:1700.1")
+    for minute in (1, 2):
+        await store.append_audit(
+            AuditEntry(
+                at=T0 + timedelta(minutes=minute),
+                scope="discord:1",
+                actor_id="ann",
+                actor_name="Ann",
+                action=f"reset-{minute}",
+                agent_id="agent.$1",
+            )
+        )
 
 
-async def assert_same(source: MemoryStore, target: MemoryStore) -> None:
+async def assert_same(source: MigratableStore, target: MigratableStore) -> None:
     assert await target.list_agents() == await source.list_agents()
     for agent in await source.list_agents():
         assert [(b.label, b.value, b.version) for b in await target.get_blocks(agent.id)] == [
@@ -111,13 +129,19 @@ async def assert_same(source: MemoryStore, target: MemoryStore) -> None:
         assert (await target.search_messages(agent.id, "message"))[1] == (
             await source.search_messages(agent.id, "message")
         )[1]
+    assert await target.list_policy_scopes() == await source.list_policy_scopes() == ["discord:1", "slack:T1"]
+    for scope in ("discord:1", "slack:T1"):
+        assert await target.list_policies(scope) == await source.list_policies(scope)
+    assert await target.list_joined_threads() == [("discord:1", "77"), ("slack:T1", "C1:1700.1")]
+    assert [e.action for e in await target.list_audit()] == ["reset-2", "reset-1"]  # newest first, order kept
 
 
-async def test_sqlite_to_mongodb(sqlite_store: MemoryStore, mongo_store: MemoryStore) -> None:
+async def test_sqlite_to_mongodb(sqlite_store: MigratableStore, mongo_store: MigratableStore) -> None:
     await fill(sqlite_store)
     progress: list[tuple[int, int]] = []
     report = await copy_store(sqlite_store, mongo_store, on_progress=lambda done, total: progress.append((done, total)))
     assert progress == [(1, 2), (2, 2)]
+    assert (report.policies, report.joined_threads, report.audit_entries) == (3, 2, 2)
     assert [(a.agent_id, a.blocks, a.messages, a.passages) for a in report.agents] == [
         ("agent.$1", 2, 8, 3),
         ("agent.$2", 2, 2, 0),
@@ -133,7 +157,7 @@ async def test_sqlite_to_mongodb(sqlite_store: MemoryStore, mongo_store: MemoryS
     assert found[0].text == "tea facts"
 
 
-async def test_mongodb_to_sqlite_keeps_embeddings(sqlite_store: MemoryStore, mongo_store: MemoryStore) -> None:
+async def test_mongodb_to_sqlite_keeps_embeddings(sqlite_store: MigratableStore, mongo_store: MigratableStore) -> None:
     await fill(mongo_store)
     report = await copy_store(mongo_store, sqlite_store)
     assert report.embeddings_not_copied == 0
@@ -144,7 +168,7 @@ async def test_mongodb_to_sqlite_keeps_embeddings(sqlite_store: MemoryStore, mon
 
 
 async def test_a_target_with_one_of_the_agents_is_refused_untouched(
-    sqlite_store: MemoryStore, mongo_store: MemoryStore
+    sqlite_store: MigratableStore, mongo_store: MigratableStore
 ) -> None:
     await fill(sqlite_store)
     await mongo_store.create_agent((await sqlite_store.list_agents())[1], [])

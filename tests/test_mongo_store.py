@@ -317,8 +317,10 @@ async def test_an_older_layout_is_migrated_forward() -> None:
         try:
             assert await store.count_messages("agent-1") == 3
             found, total = await store.search_messages("agent-1", "runs")
-            assert total == 2
-            assert {m.seq for m in found} == {1, 3}
+            # 1 and 3 say it; 2 is found by its context (version 3 indexes the message before), last.
+            assert total == 3
+            assert {m.seq for m in found[:2]} == {1, 3} and found[2].seq == 2
+            assert found[2].context == "I went running"
             assert [m.seq for m in await store.append_messages("agent-1", [msg("next")])] == [4]
         finally:
             await store.close()
@@ -367,7 +369,7 @@ async def test_a_version_1_database_gains_the_runtime_and_policy_collections_and
             assert await store.list_audit(scope="discord:1") == [made]
         meta = await db.meta.find_one({"_id": "schema"})
         assert meta is not None
-        assert meta["version"] == SCHEMA_VERSION == 2
+        assert meta["version"] == SCHEMA_VERSION == 3
         assert "messages_by_platform_id" in await db.messages.index_information()
         assert {"inbox_by_key", "inbox_by_status", "inbox_by_agent"} <= set(await db.inbox.index_information())
         assert "policies_by_key" in await db.policies.index_information()

@@ -151,7 +151,14 @@ async def test_a_version_1_file_gains_the_runtime_and_policy_tables_and_the_plat
         patch.setattr(sqlite_schema, "SCHEMA_VERSION", 1)
         async with opened(path) as store:
             await add_agent(store)
-            await store.append_messages("agent-1", [msg("hello", platform_message_id="d:1"), msg("no id")])
+    # Messages as version 1 wrote them (today's appends need columns of later versions).
+    for seq, (text, platform_id) in enumerate([("hello", "d:1"), ("no id", None)], start=1):
+        execute(
+            path,
+            "INSERT INTO messages (id, agent_num, seq, role, content, created_at, tokens, platform_message_id) "
+            "VALUES (?, 1, ?, 'user', ?, ?, 1, ?)",
+            (sqlite_schema.message_rowid(1, seq, "user"), seq, text, sqlite_schema.to_us(T0), platform_id),
+        )
     assert execute(path, "SELECT value FROM meta WHERE key = 'schema_version'") == [("1",)]
     found = "SELECT name FROM sqlite_master WHERE name IN ('inbox', 'messages_platform_id', 'policies', 'audit')"
     assert execute(path, found) == []
@@ -171,7 +178,7 @@ async def test_a_version_1_file_gains_the_runtime_and_policy_tables_and_the_plat
         entry_made = AuditEntry(at=T0, scope="discord:1", actor_id="u1", actor_name="Ann", action="reset")
         await store.append_audit(entry_made)
         assert await store.list_audit(scope="discord:1") == [entry_made]
-    assert execute(path, "SELECT value FROM meta WHERE key = 'schema_version'") == [("2",)]
+    assert execute(path, "SELECT value FROM meta WHERE key = 'schema_version'") == [(str(SCHEMA_VERSION),)]
     assert execute(path, "SELECT name FROM sqlite_master WHERE name = 'policies_server'") == [("policies_server",)]
     plan = execute(
         path,

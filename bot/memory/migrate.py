@@ -6,6 +6,9 @@ are the target's own. Embeddings travel when the source can hand them over
 (`PassageEmbeddingSource`); otherwise passages arrive without one and the report counts them,
 so the embedder can fill them in later (`passages_without_embedding` finds them).
 
+Then the servers' routing policies, the threads the bot joined and the audit log (oldest entry
+first) follow. Token usage records are not copied: they are accounting of the old deployment.
+
 Nothing is copied if the target already holds any of the source's agent ids; after each agent
 the counts are compared, and a mismatch raises StoreError naming the agent.
 """
@@ -15,11 +18,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from bot.errors import StoreError
+from bot.memory.policy_store import PolicyStore
 from bot.memory.store import AgentRecord, MemoryStore, NewMessage, NewPassage
 
-__all__ = ["AgentCopy", "MigrationReport", "copy_store"]
+__all__ = ["AgentCopy", "MigratableStore", "MigrationReport", "copy_store"]
+
+#: More admin actions than any deployment writes; the audit log is read in one go.
+_AUDIT_LIMIT = 10_000_000
+
+
+class MigratableStore(MemoryStore, PolicyStore, Protocol):
+    """What a migration reads and writes: memory, policies, joined threads and the audit log."""
+
 
 _log = logging.getLogger(__name__)
 
@@ -42,6 +55,9 @@ class MigrationReport:
     agents: tuple[AgentCopy, ...]
     #: Passages with an embedding model but no readable vector in the source; re-embedded on search.
     embeddings_not_copied: int
+    policies: int = 0
+    joined_threads: int = 0
+    audit_entries: int = 0
 
 
 async def _all_agents(store: MemoryStore) -> list[AgentRecord]:
@@ -68,6 +84,7 @@ async def _copy_messages(source: MemoryStore, target: MemoryStore, agent_id: str
                     tool_calls=m.tool_calls,
                     tool_call_id=m.tool_call_id,
                     tool_name=m.tool_name,
+                    context=m.context,
                 )
                 for m in page
             ],
@@ -101,8 +118,8 @@ async def _copy_passages(source: MemoryStore, target: MemoryStore, agent_id: str
 
 
 async def copy_store(
-    source: MemoryStore,
-    target: MemoryStore,
+    source: MigratableStore,
+    target: MigratableStore,
     *,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> MigrationReport:
@@ -135,4 +152,28 @@ async def copy_store(
         _log.info("copied agent %r: %d messages, %d passages", agent.id, messages, passages)
         if on_progress is not None:
             on_progress(done, len(agents))
-    return MigrationReport(agents=tuple(copies), embeddings_not_copied=missing_total)
+    policies, threads, audit = await _copy_servers(source, target)
+    return MigrationReport(
+        agents=tuple(copies),
+        embeddings_not_copied=missing_total,
+        policies=policies,
+        joined_threads=threads,
+        audit_entries=audit,
+    )
+
+
+async def _copy_servers(source: MigratableStore, target: MigratableStore) -> tuple[int, int, int]:
+    """Policies, joined threads and the audit log; (policies, threads, audit entries) copied."""
+    policies = 0
+    for scope in await source.list_policy_scopes():
+        for policy in await source.list_policies(scope):
+            await target.set_policy(policy)
+            policies += 1
+    threads = await source.list_joined_threads()
+    for scope, thread in threads:
+        await target.add_joined_thread(scope, thread)
+    entries = await source.list_audit(limit=_AUDIT_LIMIT)
+    for entry in reversed(entries):  # newest first from the source: append oldest first
+        await target.append_audit(entry)
+    _log.info("copied %d policies, %d joined threads, %d audit entries", policies, len(threads), len(entries))
+    return policies, len(threads), len(entries)

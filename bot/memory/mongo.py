@@ -29,7 +29,8 @@ from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pymongo import AsyncMongoClient, ReturnDocument
+import numpy as np
+from pymongo import AsyncMongoClient, ReturnDocument, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -48,7 +49,8 @@ from bot.memory.mongo_log import HIDDEN_FIELDS, AgentLogs, fenced
 from bot.memory.mongo_policy import MongoPolicyStore
 from bot.memory.mongo_runtime import MongoRuntimeStore, fence_token
 from bot.memory.mongo_schema import AGENTS, BLOCKS, MESSAGES, META, PASSAGES, SCHEMA_DOC_ID, SCHEMA_VERSION
-from bot.memory.mongo_vectors import VectorSearch, embedding_value
+from bot.memory.mongo_usage import MongoUsageStore
+from bot.memory.mongo_vectors import VectorSearch, embedding_value, unit_vector
 from bot.memory.runtime_store import WRITE_FENCE
 from bot.memory.store import (
     AgentRecord,
@@ -79,7 +81,7 @@ def _now_us() -> int:
     return schema.to_us(datetime.now(UTC))
 
 
-class MongoStore(MongoRuntimeStore, MongoPolicyStore):
+class MongoStore(MongoRuntimeStore, MongoPolicyStore, MongoUsageStore):
     """A `MemoryStore`, `RuntimeStore` and `PolicyStore` on MongoDB through pymongo's asyncio client."""
 
     def __init__(
@@ -416,12 +418,12 @@ class MongoStore(MongoRuntimeStore, MongoPolicyStore):
 
     # -- recall -----------------------------------------------------------------------------
     async def append_messages(self, agent_id: str, messages: Sequence[NewMessage]) -> list[StoredMessage]:
-        docs = [schema.message_document(agent_id, m) for m in messages]
         async with self._lock(agent_id):
             with self._translate("append_messages"):
-                if not docs:
+                if not messages:
                     await self._require_agent(agent_id)
                     return []
+                docs = [schema.message_document(agent_id, m) for m in messages]
                 first = await self._logs.append("messages", agent_id, docs, fence=fence_token(agent_id))
         values = ({f.name: getattr(m, f.name) for f in fields(NewMessage)} for m in messages)
         # Round-trip the time through the stored form, as a later read would return it.
@@ -460,6 +462,13 @@ class MongoStore(MongoRuntimeStore, MongoPolicyStore):
         async with self._lock(agent_id):
             with self._translate("delete_messages_from"):
                 return await self._logs.truncate("messages", agent_id, from_seq, fence=fence_token(agent_id))
+
+    async def delete_messages_before(self, agent_id: str, before_seq: int) -> int:
+        async with self._lock(agent_id):
+            with self._translate("delete_messages_before"):
+                # Under $and: the log adds its own `seq` bound (the watermark) beside this one.
+                match = {"$and": [{"seq": {"$lt": before_seq}}]}
+                return await self._logs.delete_matching("messages", agent_id, match, fence=fence_token(agent_id))
 
     async def delete_messages_by_speaker(self, agent_id: str, speaker_id: str) -> int:
         async with self._lock(agent_id):
@@ -521,6 +530,75 @@ class MongoStore(MongoRuntimeStore, MongoPolicyStore):
             if limit <= 0 or total == 0:
                 return [], total
             return await self._messages(query, [("created_at_us", 1), ("seq", 1)], offset, limit), total
+
+    # -- recall embeddings (hybrid search) ------------------------------------------------------
+    async def messages_without_embedding(
+        self, agent_id: str, embedding_model: str, *, limit: int
+    ) -> list[StoredMessage]:
+        with self._translate("messages_without_embedding"):
+            top = await self._logs.watermark("messages", agent_id)
+            query = {
+                "agent_id": agent_id,
+                "seq": {"$lte": top},
+                "role": {"$in": ["user", "assistant"]},
+                "content": {"$ne": ""},
+                "$or": [{"embedding_model": {"$ne": embedding_model}}, {"embedding": None}],
+            }
+            return await self._messages(query, [("seq", 1)], 0, max(limit, 0)) if limit > 0 else []
+
+    async def set_message_embeddings(
+        self, agent_id: str, embedding_model: str, embeddings: Sequence[tuple[int, Sequence[float]]]
+    ) -> None:
+        values = [(seq, embedding_value(vector)) for seq, vector in embeddings]
+        async with self._lock(agent_id):
+            with self._translate("set_message_embeddings"):
+                await self._logs.check_fence(agent_id, fence_token(agent_id))
+                if not values:
+                    return
+                top = await self._logs.watermark("messages", agent_id)
+                await self._coll(MESSAGES).bulk_write(
+                    [
+                        UpdateOne(
+                            {"agent_id": agent_id, "seq": seq, "$and": [{"seq": {"$lte": top}}]},
+                            {"$set": {"embedding_model": embedding_model, **value}},
+                        )
+                        for seq, value in values
+                    ],
+                    ordered=False,
+                )
+
+    async def search_messages_vector(
+        self,
+        agent_id: str,
+        embedding: Sequence[float],
+        *,
+        embedding_model: str,
+        offset: int = 0,
+        limit: int = 5,
+        roles: Sequence[MessageRole] = ("user", "assistant"),
+    ) -> tuple[list[StoredMessage], int]:
+        query_vector = unit_vector(embedding)
+        with self._translate("search_messages_vector"):
+            top = await self._logs.watermark("messages", agent_id)
+            query = {
+                "agent_id": agent_id,
+                "embedding_model": embedding_model,
+                "seq": {"$lte": top},
+                "role": {"$in": list(roles)},
+            }
+            docs = await self._coll(MESSAGES).find(query, {"seq": 1, "embedding": 1}).to_list()
+            vectors = [(int(d["seq"]), v) for d in docs if (v := VectorSearch.vector_of(d)) is not None]
+            good = [(seq, v) for seq, v in vectors if len(v) == len(query_vector)]
+            total, k = len(good), min(len(good), max(offset, 0) + max(limit, 0))
+            if k == 0 or offset >= total:
+                return [], total
+            scores = np.asarray([v for _, v in good], dtype=np.float32) @ query_vector
+            seqs = np.asarray([seq for seq, _ in good], dtype=np.int64)
+            best = np.lexsort((-seqs, -scores))[offset:k]  # best first, ties newest first
+            wanted = seqs[best].tolist()
+            found = await self._messages({"agent_id": agent_id, "seq": {"$in": wanted}}, [("seq", 1)], 0, None)
+        by_seq = {m.seq: m for m in found}
+        return [by_seq[seq] for seq in wanted if seq in by_seq], total
 
     # -- archival ---------------------------------------------------------------------------
     async def insert_passages(self, agent_id: str, passages: Sequence[NewPassage]) -> list[str]:

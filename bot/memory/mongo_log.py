@@ -21,7 +21,7 @@ carries `fence <= token` in its filter, so a writer whose lease was taken over i
 (`LeaseLostError`) at the commit point itself. `gate` is the check for writes that do not end in
 an update of the agent document.
 
-Text search is FTS5's bm25 (k1 1.2, b 0.75, speaker name weighted 0.5), computed on the server
+Text search is FTS5's bm25 (k1 1.2, b 0.75, speaker name and context weighted 0.5), computed on the server
 over the documents that hold a query term (a multikey index on (agent_id, keys, seq)), with the
 agent's document count and term count from `counters` and each term's document frequency from
 an index count. Statistics are the agent's own; SQLite's FTS5 uses the whole table's, so the two
@@ -52,9 +52,11 @@ __all__ = ["HIDDEN_FIELDS", "AgentLogs", "Also", "fenced"]
 _log = logging.getLogger(__name__)
 
 #: Search fields no reader needs back.
-HIDDEN_FIELDS = {"terms": 0, "name_terms": 0, "keys": 0, "batch": 0, "embedding": 0, "terms_version": 0}
-#: FTS5 column weights of the SQLite store: content, speaker name.
-CONTENT_WEIGHT, NAME_WEIGHT = 1.0, 0.5
+HIDDEN_FIELDS = {
+    "terms": 0, "name_terms": 0, "context_terms": 0, "keys": 0, "batch": 0, "embedding": 0, "terms_version": 0,
+}  # fmt: skip
+#: FTS5 column weights of the SQLite store: content, speaker name, context (the message before).
+CONTENT_WEIGHT, NAME_WEIGHT, CONTEXT_WEIGHT = 1.0, 0.5, 0.5
 _COUNTERS = [f"{log}_{c}" for log in ("messages", "passages") for c in ("allocated", "committed", "count", "length")]
 
 #: Work to do inside an append's unit (the session when in a transaction, and the batch marker).
@@ -328,11 +330,11 @@ def _bm25_share(term: str, idf: float, avgdl: float) -> dict[str, Any]:
     """One query term's share of FTS5's bm25 for a document, as an aggregation expression."""
 
     def count(field: str) -> dict[str, Any]:
-        return {"$size": {"$filter": {"input": f"${field}", "as": "t", "cond": {"$eq": ["$$t", {"$literal": term}]}}}}
+        terms = {"$ifNull": [f"${field}", []]}  # passages stored before version 3 have no context_terms
+        return {"$size": {"$filter": {"input": terms, "as": "t", "cond": {"$eq": ["$$t", {"$literal": term}]}}}}
 
-    freq = {
-        "$add": [{"$multiply": [CONTENT_WEIGHT, count("terms")]}, {"$multiply": [NAME_WEIGHT, count("name_terms")]}]
-    }
+    weighted = ((CONTENT_WEIGHT, "terms"), (NAME_WEIGHT, "name_terms"), (CONTEXT_WEIGHT, "context_terms"))
+    freq = {"$add": [{"$multiply": [weight, count(field)]} for weight, field in weighted]}
     # idf * ((f * (k1 + 1)) / (f + k1 * (1 - b + b * D / avgdl))), in FTS5's order of operations.
     norm = {"$add": [1 - BM25_B, {"$divide": [{"$multiply": [BM25_B, "$length"]}, avgdl]}]}
     share = {"$divide": [{"$multiply": ["$$f", BM25_K1 + 1.0]}, {"$add": ["$$f", {"$multiply": [BM25_K1, norm]}]}]}

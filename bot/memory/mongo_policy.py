@@ -13,8 +13,10 @@ Collections and indexes are in `mongo_schema`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from contextlib import AbstractContextManager
+from datetime import UTC, datetime
 from typing import Any, get_args
 
 from pymongo import ReturnDocument
@@ -23,7 +25,7 @@ from pymongo.errors import DuplicateKeyError
 
 from bot.errors import StoreError
 from bot.memory import mongo_schema as schema
-from bot.memory.mongo_schema import AUDIT, META, POLICIES, to_us
+from bot.memory.mongo_schema import AUDIT, JOINED_THREADS, META, POLICIES, to_us
 from bot.memory.policy_store import AuditEntry, Policy, RoutingMode
 
 __all__ = ["MongoPolicyStore"]
@@ -59,6 +61,11 @@ class MongoPolicyStore:
             docs = await self._coll(POLICIES).find({"scope": scope}).sort([("channel", 1)]).to_list()
         return [p for d in docs if (p := schema.decode(POLICIES, d, Policy)) is not None]
 
+    async def list_policy_scopes(self) -> list[str]:
+        with self._translate("list_policy_scopes"):
+            scopes = await self._coll(POLICIES).distinct("scope")
+        return sorted(str(s) for s in scopes)
+
     async def set_policy(self, policy: Policy) -> None:
         if policy.mode not in _MODES:
             raise StoreError(f"unknown routing mode {policy.mode!r}")
@@ -81,6 +88,26 @@ class MongoPolicyStore:
         with self._translate("delete_policy"):
             result = await self._coll(POLICIES).delete_one(_key(scope, channel))
         return result.deleted_count > 0
+
+    # -- joined threads ---------------------------------------------------------------------
+    async def add_joined_thread(self, scope: str, thread: str) -> None:
+        key = {"scope": scope, "thread": thread}
+        # Two first adds at once: one upsert loses on the unique index, and the thread is remembered anyway.
+        with self._translate("add_joined_thread"), contextlib.suppress(DuplicateKeyError):
+            await self._coll(JOINED_THREADS).update_one(
+                key, {"$setOnInsert": {"joined_at_us": to_us(datetime.now(UTC))}}, upsert=True
+            )
+
+    async def has_joined_thread(self, scope: str, thread: str) -> bool:
+        with self._translate("has_joined_thread"):
+            found = await self._coll(JOINED_THREADS).find_one({"scope": scope, "thread": thread}, {"_id": 1})
+        return found is not None
+
+    async def list_joined_threads(self) -> list[tuple[str, str]]:
+        with self._translate("list_joined_threads"):
+            cursor = self._coll(JOINED_THREADS).find({}, {"_id": 0, "scope": 1, "thread": 1})
+            docs = await cursor.sort([("scope", 1), ("thread", 1)]).to_list()
+        return [(str(d["scope"]), str(d["thread"])) for d in docs if "scope" in d and "thread" in d]
 
     # -- audit ------------------------------------------------------------------------------
     async def append_audit(self, entry: AuditEntry) -> None:

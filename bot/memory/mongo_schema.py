@@ -8,13 +8,17 @@ Collections (one database, `membot` by default)::
     meta      {_id: "audit", appended: n}   (insertion order of audit entries)
     agents    {_id: agent id, num: creation order, <AgentRecord fields>, counters: {...}, fence, fence_gate}
     blocks    {agent_id, label, value, limit, version, updated_at_us, pending?: {batch, first, last}}
-    messages  {agent_id, seq, role, content, ..., terms, name_terms, keys, length, batch}
+    messages  {agent_id, seq, role, content, ..., context, terms, name_terms, context_terms, keys, length, batch,
+               embedding?, embedding_model?}   (embedding: recall search by meaning)
     passages  {_id: passage id, agent_id, seq, text, embedding (BinData float32), embedding_model, ...}
     inbox     {_id: entry id, num, agent_id, keys?: [...], payload, received_at_us, status, attempts, replies, error}
     leases    {_id: agent id, owner, token, expires_at_us, fenced}
     heartbeats {_id: agent id, due_at_us, claimed_by, claimed_until_us, last_fired_at_us, scope, budget_day, tokens_spent}
     policies  {scope, channel (null: the server's own), mode, persona, human, updated_at_us, updated_by}
     audit     {num, at_us, scope, actor_id, actor_name, action, agent_id, detail}
+    joined_threads {scope, thread, joined_at_us}   (threads the bot was mentioned in)
+    usage     {day, scope, channel, agent_id, user_id, model, prompt_tokens, completion_tokens, calls}
+    budgets   {key, day, reset_tokens, is_notified}   (daily token budgets per server or user)
 
 Ids are only ever values (`_id`, `agent_id`), never field names, so `$` and `.` in an id are safe.
 Times are int64 microseconds since the Unix epoch in `*_us` fields: BSON dates keep milliseconds
@@ -62,12 +66,13 @@ from bot.memory.store import (
     StoredMessage,
     StoredToolCall,
 )
-from bot.memory.text_terms import TEXT_TERMS_VERSION, index_terms
+from bot.memory.text_terms import CONTEXT_ROLES, TEXT_TERMS_VERSION, index_terms, message_contexts
 
 __all__ = [
     "AGENTS",
     "AUDIT",
     "BLOCKS",
+    "BUDGETS",
     "HEARTBEATS",
     "INBOX",
     "INDEXES",
@@ -78,6 +83,7 @@ __all__ = [
     "POLICIES",
     "SCHEMA_DOC_ID",
     "SCHEMA_VERSION",
+    "USAGE",
     "IndexSpec",
     "LogKind",
     "agent_document",
@@ -95,12 +101,14 @@ _log = logging.getLogger(__name__)
 
 META, AGENTS, BLOCKS, MESSAGES, PASSAGES = "meta", "agents", "blocks", "messages", "passages"
 INBOX, LEASES, HEARTBEATS = "inbox", "leases", "heartbeats"
-POLICIES, AUDIT = "policies", "audit"
+POLICIES, AUDIT, JOINED_THREADS = "policies", "audit", "joined_threads"
+USAGE, BUDGETS = "usage", "budgets"
 SCHEMA_DOC_ID = "schema"
 #: The version of this layout; `open()` refuses a database with a newer one. 2 added the runtime
 #: collections (inbox, leases, heartbeats), the agent's `fence`, the platform-id index, and the
-#: routing policies and admin audit log.
-SCHEMA_VERSION = 2
+#: routing policies and admin audit log. 3 indexes each message with its context (the message
+#: before it: `context_terms`) and adds recall messages' embeddings (`embedding`, `embedding_model`).
+SCHEMA_VERSION = 3
 LogKind = Literal["messages", "passages"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -139,6 +147,10 @@ INDEXES: tuple[IndexSpec, ...] = (
     IndexSpec(collection=MESSAGES, name="messages_by_time", keys=(("agent_id", 1), ("created_at_us", 1), ("seq", 1))),
     # Multikey: one key per distinct term; `seq` last so the watermark bound stays in the index.
     IndexSpec(collection=MESSAGES, name="messages_by_term", keys=(("agent_id", 1), ("keys", 1), ("seq", 1))),
+    # Recall messages embedded by one model (hybrid search), and those not yet embedded by it.
+    IndexSpec(
+        collection=MESSAGES, name="messages_by_model", keys=(("agent_id", 1), ("embedding_model", 1), ("seq", 1))
+    ),
     IndexSpec(collection=PASSAGES, name="passages_by_seq", keys=(("agent_id", 1), ("seq", 1)), is_unique=True),
     IndexSpec(collection=PASSAGES, name="passages_by_term", keys=(("agent_id", 1), ("keys", 1), ("seq", 1))),
     IndexSpec(
@@ -164,6 +176,20 @@ INDEXES: tuple[IndexSpec, ...] = (
     IndexSpec(collection=AUDIT, name="audit_by_time", keys=(("at_us", -1), ("num", -1))),
     IndexSpec(collection=AUDIT, name="audit_by_scope", keys=(("scope", 1), ("at_us", -1), ("num", -1))),
     IndexSpec(collection=AUDIT, name="audit_by_agent", keys=(("agent_id", 1), ("at_us", -1), ("num", -1))),
+    # add_joined_thread / has_joined_thread (a new collection: `open()` creates it, no migration).
+    IndexSpec(
+        collection=JOINED_THREADS, name="joined_threads_by_key", keys=(("scope", 1), ("thread", 1)), is_unique=True
+    ),
+    # Token usage (see `mongo_usage`; new collections: `open()` creates them, no migration). One
+    # document per key, which also orders reports; a server's day is its prefix (day, scope).
+    IndexSpec(
+        collection=USAGE,
+        name="usage_by_key",
+        keys=(("day", 1), ("scope", 1), ("channel", 1), ("agent_id", 1), ("user_id", 1), ("model", 1)),
+        is_unique=True,
+    ),
+    IndexSpec(collection=USAGE, name="usage_by_user", keys=(("user_id", 1), ("day", 1))),
+    IndexSpec(collection=BUDGETS, name="budgets_by_key", keys=(("key", 1), ("day", 1)), is_unique=True),
 )
 
 
@@ -220,6 +246,7 @@ class _MessageDoc(_Doc):
     tool_calls: list[_ToolCallDoc] = []
     tool_call_id: str | None = None
     tool_name: str | None = None
+    context: str | None = None
 
 
 class _PassageDoc(_Doc):
@@ -382,15 +409,18 @@ def agent_document(agent: AgentRecord) -> dict[str, Any]:
     return doc
 
 
-def text_fields(text: str | None, name: str | None = None) -> dict[str, Any]:
-    """The search fields of one document: its terms, the speaker's terms, the distinct keys, the length."""
+def text_fields(text: str | None, name: str | None = None, context: str | None = None) -> dict[str, Any]:
+    """The search fields of one document: its terms, the speaker's terms, the terms of its context
+    (the message before, `text_terms.message_contexts`), the distinct keys, the length."""
     terms = index_terms(text)
     name_terms = index_terms(name)
+    context_terms = index_terms(context)
     return {
         "terms": terms,
         "name_terms": name_terms,
-        "keys": sorted({*terms, *name_terms}),
-        "length": len(terms) + len(name_terms),
+        "context_terms": context_terms,
+        "keys": sorted({*terms, *name_terms, *context_terms}),
+        "length": len(terms) + len(name_terms) + len(context_terms),
         "terms_version": TEXT_TERMS_VERSION,
     }
 
@@ -409,7 +439,8 @@ def message_document(agent_id: str, m: NewMessage) -> dict[str, Any]:
         "tool_calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in m.tool_calls],
         "tool_call_id": m.tool_call_id,
         "tool_name": m.tool_name,
-        **text_fields(m.content, m.speaker_name),
+        "context": m.context,
+        **text_fields(m.content, m.speaker_name, m.context),
     }
 
 
@@ -430,19 +461,39 @@ def passage_document(agent_id: str, passage_id: str, p: NewPassage, embedding: d
 
 
 async def _reindex_text(db: AsyncDatabase[dict[str, Any]]) -> None:
-    """Recompute the terms of documents indexed by an older tokenizer (or none: version 0)."""
-    for collection, text_field, name_field in ((MESSAGES, "content", "speaker_name"), (PASSAGES, "text", None)):
-        stale = {"terms_version": {"$ne": TEXT_TERMS_VERSION}}
-        batch: list[UpdateOne] = []
-        async for doc in db[collection].find(stale, {text_field: 1, name_field or "_": 1}):
-            text, name = doc.get(text_field), doc.get(name_field) if name_field else None
-            fields = text_fields(text if isinstance(text, str) else None, name if isinstance(name, str) else None)
-            batch.append(UpdateOne({"_id": doc["_id"]}, {"$set": fields}))
-            if len(batch) >= 1000:
-                await db[collection].bulk_write(batch, ordered=False)
-                batch = []
-        if batch:
-            await db[collection].bulk_write(batch, ordered=False)
+    """Recompute the terms of documents indexed by an older tokenizer (or none: version 0).
+
+    Messages are re-indexed all together, each agent's in seq order: a message's context is the
+    message before it, stale or not."""
+    batch: list[UpdateOne] = []
+    previous: tuple[object, str | None] = (None, None)  # (agent id, its last searched text)
+    projection = {"agent_id": 1, "role": 1, "content": 1, "speaker_name": 1, "context": 1}
+    async for doc in db[MESSAGES].find({}, projection).sort([("agent_id", ASCENDING), ("seq", ASCENDING)]):
+        text, name, role = doc.get("content"), doc.get("speaker_name"), doc.get("role")
+        text = text if isinstance(text, str) else ""
+        context = doc.get("context")
+        if "context" not in doc:  # stored before version 3: the message before, by the same rule as new ones
+            before = previous[1] if previous[0] == doc.get("agent_id") else None
+            (context,) = message_contexts(before, [(role if isinstance(role, str) else "", text)])
+        if role in CONTEXT_ROLES and text:
+            previous = (doc.get("agent_id"), text)
+        context = context if isinstance(context, str) else None
+        fields = text_fields(text, name if isinstance(name, str) else None, context) | {"context": context}
+        batch.append(UpdateOne({"_id": doc["_id"]}, {"$set": fields}))
+        if len(batch) >= 1000:
+            await db[MESSAGES].bulk_write(batch, ordered=False)
+            batch = []
+    if batch:
+        await db[MESSAGES].bulk_write(batch, ordered=False)
+        batch = []
+    async for doc in db[PASSAGES].find({"terms_version": {"$ne": TEXT_TERMS_VERSION}}, {"text": 1}):
+        text = doc.get("text")
+        batch.append(UpdateOne({"_id": doc["_id"]}, {"$set": text_fields(text if isinstance(text, str) else None)}))
+        if len(batch) >= 1000:
+            await db[PASSAGES].bulk_write(batch, ordered=False)
+            batch = []
+    if batch:
+        await db[PASSAGES].bulk_write(batch, ordered=False)
 
 
 async def rebuild_counters(db: AsyncDatabase[dict[str, Any]], agent_id: str) -> dict[str, int]:
@@ -483,8 +534,16 @@ async def _migrate_1_to_2(db: AsyncDatabase[dict[str, Any]]) -> None:
     await db[AGENTS].update_many({"fence": {"$exists": False}}, {"$set": {"fence": 0}})
 
 
+async def _migrate_2_to_3(db: AsyncDatabase[dict[str, Any]]) -> None:
+    """Version 3: every message's terms again, now with its context, and the counters' term counts
+    (bm25's document lengths) to match; `open()` creates the message-embedding index."""
+    await _reindex_text(db)
+    async for agent in db[AGENTS].find({}, {"_id": 1}):
+        await rebuild_counters(db, agent["_id"])
+
+
 #: Migration from version N to N + 1, keyed by N; each must be safe to run again if interrupted.
-MIGRATIONS = {0: _migrate_0_to_1, 1: _migrate_1_to_2}
+MIGRATIONS = {0: _migrate_0_to_1, 1: _migrate_1_to_2, 2: _migrate_2_to_3}
 
 
 async def migrate(db: AsyncDatabase[dict[str, Any]], *, from_version: int, to_version: int) -> None:

@@ -7,6 +7,9 @@ channel's policy wins over the server's; a thread follows its parent channel's.
 
 The **audit log** records every admin action (who, what, on which agent, when), written by the
 admin service whatever the platform.
+
+**Joined threads** are the threads a bot was mentioned in: it keeps answering there without a
+mention, also after a restart and on every replica.
 """
 
 from __future__ import annotations
@@ -60,6 +63,10 @@ class PolicyStore(Protocol):
         """Every policy of a server: its own first, then its channels' by channel id."""
         ...
 
+    async def list_policy_scopes(self) -> list[str]:
+        """Every scope that has a policy, sorted (what `membot migrate` copies)."""
+        ...
+
     async def set_policy(self, policy: Policy) -> None:
         """Create or replace the policy for (scope, channel)."""
         ...
@@ -70,6 +77,18 @@ class PolicyStore(Protocol):
 
     async def append_audit(self, entry: AuditEntry) -> None:
         """Record an admin action."""
+        ...
+
+    async def add_joined_thread(self, scope: str, thread: str) -> None:
+        """Remember that the bot joined `thread` of server `scope` (it was mentioned there); idempotent."""
+        ...
+
+    async def has_joined_thread(self, scope: str, thread: str) -> bool:
+        """Whether `add_joined_thread(scope, thread)` was ever called (it outlives restarts)."""
+        ...
+
+    async def list_joined_threads(self) -> list[tuple[str, str]]:
+        """Every (scope, thread) joined, sorted (what `membot migrate` copies)."""
         ...
 
     async def list_audit(

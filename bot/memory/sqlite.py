@@ -3,7 +3,7 @@
 
 Recall search is FTS5 over `messages_fts` (see `sqlite_schema` for the layout). An agent's
 messages are one rowid range, so FTS5 itself filters by agent (and, by rowid arithmetic, by
-role). Terms are OR-ed and ranked by bm25() (speaker name weighted half of content), ties
+role). Terms are OR-ed and ranked by bm25() (speaker name and context weighted half of content), ties
 newest first. bm25() costs a few µs per matching row, so on huge histories its work is
 bounded: matches are ranked in windows of the `rank_window` newest (the first window, then
 the next, ...). When a query has no more than `rank_window` matches in that agent's history
@@ -62,6 +62,7 @@ from bot.memory.sqlite_schema import (
     unit_vector_bytes,
     vars_of,
 )
+from bot.memory.sqlite_usage import SQLiteUsageStore
 from bot.memory.store import (
     AgentRecord,
     AgentUpdate,
@@ -80,16 +81,18 @@ _log = logging.getLogger(__name__)
 _LOW_MASK = (1 << SEQ_BITS) - 1
 _MESSAGE_COLUMNS = (
     "id, seq, role, content, created_at, tokens, speaker_id, speaker_name, "
-    "platform_message_id, tool_calls, tool_call_id, tool_name"
+    "platform_message_id, tool_calls, tool_call_id, tool_name, context"
 )
 _OF_AGENT = "agent_num = (SELECT num FROM agents WHERE id = ?)"
 _AGENT_MESSAGES = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE {_OF_AGENT}"
 _PASSAGE_COLUMNS = "num, id, text, created_at, embedding_model"
 _AGENT_FIELDS = {f.name for f in fields(AgentUpdate)}
+#: bm25() weights of messages_fts's columns: content, speaker name, context (the message before).
+_MESSAGE_WEIGHTS = "1.0, 0.5, 0.5"
 _BEGIN: dict[Mode, str | None] = {"autocommit": None, "read": "BEGIN", "write": "BEGIN IMMEDIATE"}
 
 
-class SQLiteStore(SQLiteRuntimeStore, SQLitePolicyStore):
+class SQLiteStore(SQLiteRuntimeStore, SQLitePolicyStore, SQLiteUsageStore):
     """`MemoryStore`, `RuntimeStore` and `PolicyStore` in one SQLite file (the module docstring has the design)."""
 
     def __init__(self, path: Path, *, busy_timeout: float = 5.0, rank_window: int = 2_000) -> None:
@@ -323,13 +326,15 @@ class SQLiteStore(SQLiteRuntimeStore, SQLitePolicyStore):
     def _append(
         cls, conn: sqlite3.Connection, num: int, agent_id: str, messages: Sequence[NewMessage]
     ) -> list[StoredMessage]:
-        """Insert inside the caller's write transaction: seqs continue from the highest stored one."""
+        """Insert inside the caller's write transaction: seqs continue from the agent's high-water
+        mark (`agents.last_seq`), so a seq freed by deleting the newest messages is never reused."""
         if not messages:
             return []
-        first = cls._scalar(conn, "SELECT max(seq) FROM messages WHERE agent_num = ?", (num,)) + 1
+        first = cls._scalar(conn, "SELECT last_seq FROM agents WHERE num = ?", (num,)) + 1
         if first + len(messages) > _LOW_MASK:
             raise StoreError(f"agent {agent_id!r} has run out of message sequence numbers")
         conn.executemany(INSERT_MESSAGE, [message_to_row(num, seq, m) for seq, m in enumerate(messages, start=first)])
+        conn.execute("UPDATE agents SET last_seq = ? WHERE num = ?", (first + len(messages) - 1, num))
         return [
             StoredMessage(agent_id=agent_id, seq=seq, **{**vars_of(m), "created_at": from_us(to_us(m.created_at))})
             for seq, m in enumerate(messages, start=first)
@@ -352,7 +357,17 @@ class SQLiteStore(SQLiteRuntimeStore, SQLitePolicyStore):
         return page[::-1]
 
     async def delete_messages_from(self, agent_id: str, from_seq: int) -> int:
-        return await self._delete_rows("messages", agent_id, "AND seq >= ?", (from_seq,))
+        def truncate(conn: sqlite3.Connection) -> int:
+            # A truncation winds the high-water mark back (the next message takes `from_seq`), like MongoDB's log.
+            num = self._agent_num(conn, agent_id, required=True)
+            deleted = conn.execute("DELETE FROM messages WHERE agent_num = ? AND seq >= ?", (num, from_seq)).rowcount
+            conn.execute("UPDATE agents SET last_seq = min(last_seq, ?) WHERE num = ?", (max(from_seq - 1, 0), num))
+            return deleted
+
+        return await self._write_fenced(agent_id, truncate)
+
+    async def delete_messages_before(self, agent_id: str, before_seq: int) -> int:
+        return await self._delete_rows("messages", agent_id, "AND seq < ?", (before_seq,))
 
     async def delete_messages_by_speaker(self, agent_id: str, speaker_id: str) -> int:
         # The FTS triggers drop the rows from messages_fts; counts are count(*) over the rows.
@@ -405,7 +420,9 @@ class SQLiteStore(SQLiteRuntimeStore, SQLitePolicyStore):
             if num is None:
                 return [], 0
             bounds = message_rowid_range(num)
-            ranked, total = self._ranked(conn, "messages_fts", "1.0, 0.5", match, bounds, extra, max(offset, 0), limit)
+            ranked, total = self._ranked(
+                conn, "messages_fts", _MESSAGE_WEIGHTS, match, bounds, extra, max(offset, 0), limit
+            )
             ids = [int(r["id"]) for r in ranked]
             rows = self._all(
                 conn, f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id IN ({','.join('?' * len(ids))})", ids
@@ -434,6 +451,73 @@ class SQLiteStore(SQLiteRuntimeStore, SQLitePolicyStore):
             return self._decoded(conn, sql, (agent_id, *params), lambda row: message_from_row(agent_id, row)), total
 
         return await self._run("read", read)
+
+    # -- recall embeddings (hybrid search) ------------------------------------------------------
+    async def messages_without_embedding(
+        self, agent_id: str, embedding_model: str, *, limit: int
+    ) -> list[StoredMessage]:
+        sql = (
+            f"{_AGENT_MESSAGES} AND role IN ('user', 'assistant') AND content <> '' AND NOT EXISTS "
+            "(SELECT 1 FROM message_embeddings e WHERE e.id = messages.id AND e.embedding_model = ?) "
+            f"ORDER BY seq LIMIT {max(limit, 0)}"
+        )
+        return await self._select(sql, (agent_id, embedding_model), lambda row: message_from_row(agent_id, row))
+
+    async def set_message_embeddings(
+        self, agent_id: str, embedding_model: str, embeddings: Sequence[tuple[int, Sequence[float]]]
+    ) -> None:
+        vectors = {seq: unit_vector_bytes(vector) for seq, vector in embeddings}
+
+        def write(conn: sqlite3.Connection) -> None:
+            num = self._agent_num(conn, agent_id, required=True)
+            if not vectors:
+                return
+            rows = self._all(
+                conn,
+                "SELECT id, seq FROM messages WHERE agent_num = ? AND seq IN (SELECT value FROM json_each(?))",
+                (num, json.dumps(list(vectors))),
+            )
+            conn.executemany(
+                "INSERT OR REPLACE INTO message_embeddings (id, agent_num, embedding_model, embedding) VALUES (?,?,?,?)",
+                [(int(r["id"]), num, embedding_model, vectors[int(r["seq"])]) for r in rows],
+            )
+
+        await self._write_fenced(agent_id, write)
+
+    async def search_messages_vector(
+        self, agent_id: str, embedding: Sequence[float], *, embedding_model: str, offset: int = 0, limit: int = 5,
+        roles: Sequence[MessageRole] = ("user", "assistant"),
+    ) -> tuple[list[StoredMessage], int]:  # fmt: skip
+        import numpy as np  # lazily, as in search_passages_vector
+
+        query = np.frombuffer(unit_vector_bytes(embedding), dtype=np.float32)
+        codes = sorted({ROLE_CODES[r] for r in roles if r in ROLE_CODES})
+        if not codes:
+            return [], 0
+
+        def search(conn: sqlite3.Connection) -> tuple[list[StoredMessage], int]:
+            rows = self._all(
+                conn,
+                f"SELECT id, embedding FROM message_embeddings WHERE {_OF_AGENT} AND embedding_model = ? "
+                f"AND (id & 3) IN ({', '.join(map(str, codes))})",
+                (agent_id, embedding_model),
+            )
+            good = [r for r in rows if isinstance(r["embedding"], bytes) and len(r["embedding"]) == query.nbytes]
+            total, k = len(good), min(len(good), max(offset, 0) + max(limit, 0))
+            if k == 0 or offset >= total:
+                return [], total
+            matrix = np.frombuffer(b"".join(r["embedding"] for r in good), dtype=np.float32).reshape(total, -1)
+            scores = matrix @ query
+            ids = np.fromiter((int(r["id"]) for r in good), dtype=np.int64, count=total)
+            top = np.argpartition(-scores, k - 1)[:k] if k < total else np.arange(total)
+            best = top[np.lexsort((-ids[top], -scores[top]))][offset:k]  # best first, ties newest first
+            wanted = ids[best].tolist()
+            sql = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id IN ({','.join('?' * len(wanted))})"
+            by_id = {int(row["id"]): row for row in self._all(conn, sql, wanted)}
+            page = [message_from_row(agent_id, by_id[i]) for i in wanted if i in by_id]
+            return [m for m in page if m is not None], total
+
+        return await self._run("read", search)
 
     # -- archival ---------------------------------------------------------------------------
     async def insert_passages(self, agent_id: str, passages: Sequence[NewPassage]) -> list[str]:

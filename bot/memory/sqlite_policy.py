@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import cast, get_args
 
 from bot.errors import StoreError
@@ -99,6 +100,12 @@ class SQLitePolicyStore:
 
         return await self._run("autocommit", read)
 
+    async def list_policy_scopes(self) -> list[str]:
+        def read(conn: sqlite3.Connection) -> list[str]:
+            return [str(row[0]) for row in conn.execute("SELECT DISTINCT scope FROM policies ORDER BY scope")]
+
+        return await self._run("autocommit", read)
+
     async def set_policy(self, policy: Policy) -> None:
         if policy.mode not in _MODES:
             raise StoreError(f"unknown routing mode {policy.mode!r}")
@@ -124,6 +131,28 @@ class SQLitePolicyStore:
             return conn.execute(sql, (scope, channel)).rowcount > 0
 
         return await self._run("write", delete)
+
+    # -- joined threads ---------------------------------------------------------------------
+    async def add_joined_thread(self, scope: str, thread: str) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            sql = "INSERT INTO joined_threads (scope, thread, joined_at) VALUES (?,?,?) ON CONFLICT DO NOTHING"
+            conn.execute(sql, (scope, thread, to_us(datetime.now(UTC))))
+
+        await self._run("write", write)
+
+    async def has_joined_thread(self, scope: str, thread: str) -> bool:
+        def read(conn: sqlite3.Connection) -> bool:
+            sql = "SELECT 1 FROM joined_threads WHERE scope = ? AND thread = ?"
+            return conn.execute(sql, (scope, thread)).fetchone() is not None
+
+        return await self._run("autocommit", read)
+
+    async def list_joined_threads(self) -> list[tuple[str, str]]:
+        def read(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+            rows = conn.execute("SELECT scope, thread FROM joined_threads ORDER BY scope, thread")
+            return [(str(row[0]), str(row[1])) for row in rows]
+
+        return await self._run("autocommit", read)
 
     # -- audit ------------------------------------------------------------------------------
     async def append_audit(self, entry: AuditEntry) -> None:

@@ -23,6 +23,20 @@ Layout decisions (the "why" lives here, next to the DDL):
   entry for reading back.
 - Version 2 also holds the routing `policies` and the admin `audit` log (see `sqlite_policy`).
   Neither refers to `agents`: the log must outlive the agents it names.
+- Version 3 adds `agents.last_seq`, the highest message seq ever given to the agent. New
+  messages continue from it, not from the highest seq still stored, so deleting the newest
+  messages (a forgotten user, retention) never lets a seq be used twice: a reused seq below
+  `context_start_seq` would hide the new message from the context. Only an explicit truncation
+  (`delete_messages_from`: `/pop`, a recall reset) winds it back, as MongoDB's log does.
+- Version 4 is for recall search. `messages.context` holds the text of the message before (the
+  previous user or assistant message with text, cut to `CONTEXT_CHARS`), set on insert, and
+  `messages_fts` indexes it as a third column weighted like the speaker: in a conversation the
+  answer's words are often in the question it replies to. `message_embeddings` holds recall
+  messages' vectors (one per message, unit float32, by model) for hybrid search; they go with
+  their message (ON DELETE CASCADE).
+- Version 5 adds `joined_threads`: the threads the bot was mentioned in (see `sqlite_policy`).
+- Version 6 adds LLM token `usage` per day, server, channel, agent, user and model, and the
+  daily `budgets` state (see `sqlite_usage`).
 """
 
 from __future__ import annotations
@@ -49,6 +63,7 @@ from bot.memory.store import (
     StoredMessage,
     StoredToolCall,
 )
+from bot.memory.text_terms import CONTEXT_CHARS, STOP_WORDS
 
 __all__ = [
     "INSERT_MESSAGE",
@@ -250,12 +265,104 @@ _SCHEMA_V2: tuple[str, ...] = (
     "CREATE INDEX audit_time ON audit (at)",
 )
 
+_SCHEMA_V3: tuple[str, ...] = (
+    "ALTER TABLE agents ADD COLUMN last_seq INTEGER NOT NULL DEFAULT 0",
+    "UPDATE agents SET last_seq = coalesce((SELECT max(seq) FROM messages WHERE agent_num = agents.num), 0)",
+)
+
+_SEARCHED_ROLES = "('user', 'assistant')"
+
+_SCHEMA_V4: tuple[str, ...] = (
+    "ALTER TABLE messages ADD COLUMN context TEXT",
+    "DROP TRIGGER messages_fts_insert",
+    "DROP TRIGGER messages_fts_delete",
+    "DROP TRIGGER messages_fts_update",
+    "DROP TABLE messages_fts",
+    # Each searched message's context: the previous searched message with text, of the same agent.
+    f"""UPDATE messages SET context = previous.text FROM (
+        SELECT id, substr(lag(content) OVER (PARTITION BY agent_num ORDER BY seq), 1, {CONTEXT_CHARS}) AS text
+        FROM messages WHERE role IN {_SEARCHED_ROLES} AND content <> ''
+    ) AS previous WHERE messages.id = previous.id""",
+    f"""CREATE VIRTUAL TABLE messages_fts USING fts5 (
+        content, speaker_name, context, content='messages', content_rowid='id', tokenize='{_TOKENIZER}'
+    )""",
+    """CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+        INSERT INTO messages_fts (rowid, content, speaker_name, context)
+        VALUES (new.id, new.content, new.speaker_name, new.context);
+    END""",
+    """CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+        INSERT INTO messages_fts (messages_fts, rowid, content, speaker_name, context)
+        VALUES ('delete', old.id, old.content, old.speaker_name, old.context);
+    END""",
+    """CREATE TRIGGER messages_fts_update AFTER UPDATE OF id, content, speaker_name, context ON messages BEGIN
+        INSERT INTO messages_fts (messages_fts, rowid, content, speaker_name, context)
+        VALUES ('delete', old.id, old.content, old.speaker_name, old.context);
+        INSERT INTO messages_fts (rowid, content, speaker_name, context)
+        VALUES (new.id, new.content, new.speaker_name, new.context);
+    END""",
+    "INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')",
+    """CREATE TABLE message_embeddings (
+        id INTEGER PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,
+        agent_num INTEGER NOT NULL,
+        embedding_model TEXT NOT NULL,
+        embedding BLOB NOT NULL
+    )""",
+    "CREATE INDEX message_embeddings_model ON message_embeddings (agent_num, embedding_model, id)",
+)
+
+_SCHEMA_V5: tuple[str, ...] = (
+    # Threads the bot was mentioned in (`PolicyStore.add_joined_thread`): it answers there
+    # without a mention, across restarts. One row per thread; nothing refers to it.
+    """CREATE TABLE joined_threads (
+        scope TEXT NOT NULL,
+        thread TEXT NOT NULL,
+        joined_at INTEGER NOT NULL,
+        PRIMARY KEY (scope, thread)
+    ) WITHOUT ROWID""",
+)
+
+_SCHEMA_V6: tuple[str, ...] = (
+    # LLM token usage (see `sqlite_usage`): one row per UTC day, server, channel, agent, user and
+    # model, its counters added to by each turn. '' stands for "none" in the key columns, so the
+    # primary key (NULLs are distinct in it) makes each combination one row to upsert.
+    """CREATE TABLE usage (
+        day TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        agent_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        model TEXT NOT NULL,
+        prompt_tokens INTEGER NOT NULL DEFAULT 0,
+        completion_tokens INTEGER NOT NULL DEFAULT 0,
+        calls INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (day, scope, channel, agent_id, user_id, model)
+    ) WITHOUT ROWID""",
+    # A user's spend of one day (per-user budgets); the primary key serves a server's and a report's.
+    "CREATE INDEX usage_user ON usage (user_id, day)",
+    # Daily budgets per server or user: tokens forgiven by an admin reset, and whether the
+    # "budget reached" notice was sent (once per key and day, across replicas).
+    """CREATE TABLE budgets (
+        key TEXT NOT NULL,
+        day TEXT NOT NULL,
+        reset_tokens INTEGER NOT NULL DEFAULT 0,
+        is_notified INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (key, day)
+    ) WITHOUT ROWID""",
+)
+
 #: The version of this file's layout. SQLite's own: MongoDB versions its database separately
 #: (`bot.memory.mongo_schema.SCHEMA_VERSION`), and neither store reads the other's number.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 6
 
 #: Statements that take a database from version N (the key) to N + 1; 0 is an empty file.
-MIGRATIONS: dict[int, tuple[str, ...]] = {0: _SCHEMA_V1, 1: _SCHEMA_V2}
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    0: _SCHEMA_V1,
+    1: _SCHEMA_V2,
+    2: _SCHEMA_V3,
+    3: _SCHEMA_V4,
+    4: _SCHEMA_V5,
+    5: _SCHEMA_V6,
+}
 
 
 def message_rowid_range(agent_num: int) -> tuple[int, int]:
@@ -332,16 +439,8 @@ def prepare_schema(conn: sqlite3.Connection, path: Path) -> None:
 # -- codecs between rows and records ---------------------------------------------------------
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
-#: Dropped from queries (not from the index): they match nearly everything and rank nothing.
-# fmt: off
-_STOP_WORDS = frozenset({
-    "a", "an", "and", "are", "as", "at", "be", "but", "by", "do", "for", "from", "had", "has", "have", "he",
-    "her", "his", "i", "if", "in", "into", "is", "it", "its", "me", "my", "no", "nor", "not", "of", "on", "or",
-    "our", "s", "she", "so", "t", "than", "that", "the", "their", "them", "then", "there", "these", "they",
-    "this", "to", "was", "we", "were", "what", "when", "where", "which", "who", "will", "with", "would", "you",
-    "your", "d", "ll", "m", "re", "ve",
-})
-# fmt: on
+#: Dropped from queries (not from the index): the MongoDB store drops the same words.
+_STOP_WORDS = STOP_WORDS
 _MAX_QUERY_CHARS = 2_000
 _MAX_QUERY_TERMS = 32
 
@@ -443,6 +542,7 @@ def message_from_row(agent_id: str, row: sqlite3.Row) -> StoredMessage | None:
             tool_calls=_tool_calls_from_json(row["tool_calls"], where),
             tool_call_id=opt_str(row["tool_call_id"]),
             tool_name=opt_str(row["tool_name"]),
+            context=opt_str(row["context"]),
         )
     except (TypeError, ValueError, OverflowError) as exc:
         _log.warning("%s: skipping an unreadable row (%s)", where, exc)
@@ -451,7 +551,7 @@ def message_from_row(agent_id: str, row: sqlite3.Row) -> StoredMessage | None:
 
 INSERT_MESSAGE = (
     "INSERT INTO messages (id, agent_num, seq, role, content, created_at, tokens, speaker_id, speaker_name, "
-    "platform_message_id, tool_calls, tool_call_id, tool_name) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    "platform_message_id, tool_calls, tool_call_id, tool_name, context) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 
 
@@ -468,7 +568,7 @@ def message_to_row(agent_num: int, seq: int, m: NewMessage) -> tuple[object, ...
     return (
         message_rowid(agent_num, seq, m.role), agent_num, seq, m.role, m.content, to_us(m.created_at), m.tokens,
         m.speaker_id, m.speaker_name, m.platform_message_id, json.dumps(calls, ensure_ascii=False) if calls else None,
-        m.tool_call_id, m.tool_name,
+        m.tool_call_id, m.tool_name, m.context,
     )  # fmt: skip
 
 

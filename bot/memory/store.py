@@ -8,6 +8,8 @@ for the suite's fixtures.
 Conventions:
 - Every time is a timezone-aware UTC `datetime`; stores return aware datetimes.
 - Messages of one agent carry a strictly increasing `seq` (1, 2, 3, ...) assigned by the store.
+  A seq is never given twice, even after the newest messages were deleted (by speaker, by age);
+  only `delete_messages_from` (a truncation: `/pop`, a recall reset) lets the next message reuse it.
   The agent's in-context FIFO queue is every message with `seq >= AgentRecord.context_start_seq`.
 - Compare-and-set: `update_agent` and `write_block` take the version the caller read and raise
   `VersionConflictError` when the stored version differs; a successful write bumps the version.
@@ -116,6 +118,9 @@ class NewMessage:
     #: For role "tool": the id of the call this is the result of, and the function's name.
     tool_call_id: str | None = None
     tool_name: str | None = None
+    #: Text the message is also found by, weighted like the speaker's name: the message before
+    #: it (`RecallMemory.record` sets it; see `text_terms.message_contexts`). Never shown.
+    context: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -134,6 +139,7 @@ class StoredMessage:
     tool_calls: tuple[StoredToolCall, ...] = field(default_factory=tuple)
     tool_call_id: str | None = None
     tool_name: str | None = None
+    context: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -242,6 +248,11 @@ class MemoryStore(Protocol):
         """Delete messages with seq >= from_seq (the terminal's `/pop` and `/retry`); returns the count."""
         ...
 
+    async def delete_messages_before(self, agent_id: str, before_seq: int) -> int:
+        """Delete messages with seq < before_seq (recall retention); returns the count. New messages
+        still continue after the highest seq ever used; unknown agent raises NotFoundError."""
+        ...
+
     async def delete_messages_by_speaker(self, agent_id: str, speaker_id: str) -> int:
         """Delete every message of the agent whose speaker_id is `speaker_id` (a user asking to be
         forgotten); returns the count. Seqs of other messages are unchanged; unknown agent raises
@@ -269,7 +280,9 @@ class MemoryStore(Protocol):
         """Full-text search ranked by relevance (best first; ties newest first), with the total match count.
 
         Matches words with stemming (`running` finds `run`), ignoring case and punctuation. Searches
-        the content and the speaker name. An empty or all-punctuation query matches nothing.
+        the content, the speaker name and the message's `context` (FTS5's bm25 with weights 1, 0.5
+        and 0.5). Stop words (`text_terms.STOP_WORDS`) are dropped from the query; an empty,
+        all-stop-word or all-punctuation query matches nothing.
         """
         ...
 
@@ -284,6 +297,35 @@ class MemoryStore(Protocol):
         roles: Sequence[MessageRole] = ("user", "assistant"),
     ) -> tuple[list[StoredMessage], int]:
         """Messages with start <= created_at < end in time order (ties by seq), with the total."""
+        ...
+
+    async def messages_without_embedding(
+        self, agent_id: str, embedding_model: str, *, limit: int
+    ) -> list[StoredMessage]:
+        """User and assistant messages with text and no embedding from `embedding_model`, oldest
+        first (to embed for hybrid recall search)."""
+        ...
+
+    async def set_message_embeddings(
+        self, agent_id: str, embedding_model: str, embeddings: Sequence[tuple[int, Sequence[float]]]
+    ) -> None:
+        """Store (seq, vector) embeddings of the agent's messages by `embedding_model`, replacing any
+        earlier one of those messages; seqs the agent does not have are skipped. Unknown agent:
+        NotFoundError. A message's embedding is deleted with it."""
+        ...
+
+    async def search_messages_vector(
+        self,
+        agent_id: str,
+        embedding: Sequence[float],
+        *,
+        embedding_model: str,
+        offset: int = 0,
+        limit: int = 5,
+        roles: Sequence[MessageRole] = ("user", "assistant"),
+    ) -> tuple[list[StoredMessage], int]:
+        """Messages embedded by `embedding_model`, by cosine similarity to `embedding` (best first,
+        ties newest first); the total counts the messages of `roles` embedded by that model."""
         ...
 
     # -- archival ---------------------------------------------------------------------------

@@ -287,3 +287,33 @@ async def test_audit_values_with_unicode_and_dollar_dot_are_plain(store: Store) 
     assert await store.list_audit(agent_id="agent.$id ünï") == [entry]
     assert await store.list_audit(agent_id="agent") == []
     assert await store.list_audit(scope="srv") == []
+
+
+# -- joined threads ------------------------------------------------------------------------------
+
+
+async def test_a_joined_thread_is_remembered_per_server_and_adding_it_twice_is_harmless(store: Store) -> None:
+    assert not await store.has_joined_thread(SCOPE, "300")
+    await store.add_joined_thread(SCOPE, "300")
+    await store.add_joined_thread(SCOPE, "300")
+
+    assert await store.has_joined_thread(SCOPE, "300")
+    assert not await store.has_joined_thread(SCOPE, "301")
+    assert not await store.has_joined_thread("discord:999", "300"), "another server's thread of the same id"
+    await store.add_joined_thread(ODD, "$thread.id")
+    assert await store.has_joined_thread(ODD, "$thread.id")
+    assert not await store.has_joined_thread(ODD, "$thread")
+
+
+async def test_every_joined_thread_and_policy_scope_is_listed_sorted(store: Store) -> None:
+    """What `membot migrate` copies: every (scope, thread) and every scope with a policy."""
+    assert await store.list_joined_threads() == []
+    assert await store.list_policy_scopes() == []
+    for scope, thread in ((SCOPE, "9"), (ODD, "$thread.id"), (SCOPE, "10"), (SCOPE, "9")):
+        await store.add_joined_thread(scope, thread)
+    assert await store.list_joined_threads() == sorted([(SCOPE, "10"), (SCOPE, "9"), (ODD, "$thread.id")])
+    for scope, channel in ((SCOPE, None), (SCOPE, "5"), (ODD, "1"), ("slack:T1", None)):
+        await store.set_policy(policy(scope=scope, channel=channel))
+    assert await store.list_policy_scopes() == sorted([SCOPE, ODD, "slack:T1"])
+    await store.delete_policy(ODD, "1")
+    assert await store.list_policy_scopes() == sorted([SCOPE, "slack:T1"])
