@@ -28,7 +28,8 @@ from bot.agent.options import shipped_options
 from bot.agent.tokens import TokenCounter
 from bot.events import InboundMessage, ReplySink
 from bot.memory.sqlite import SQLiteStore
-from bot.runtime import LimitedChatModel, Runtime, RuntimeOptions
+from bot.metering import LimitedChatModel
+from bot.runtime import Runtime, RuntimeOptions
 
 MODEL = "gpt-4o-mini"
 

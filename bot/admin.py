@@ -13,29 +13,32 @@ written to the audit log; refused attempts change nothing and are not audited.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from bot.agent.directory import AgentDirectory
 from bot.agent.loop import AgentLoop
-from bot.errors import NotAllowedError, NotFoundError
+from bot.errors import NotAllowedError, NotFoundError, UserFacingError
 from bot.memory.policy_store import AuditEntry, Policy, RoutingMode
 from bot.memory.runtime_store import DueHeartbeat
 from bot.memory.store import AgentRecord, AgentUpdate, CoreBlock, StoredMessage
+from bot.memory.usage_store import BudgetKind, UsageGroup, UsageRecord, budget_key, spent_today, summarise
 from bot.runtime import Runtime, Store
 
 __all__ = [
     "Actor",
     "AdminService",
     "BlockSummary",
+    "BudgetStatus",
     "ForgetReport",
     "HeartbeatReport",
     "MemorySummary",
     "ResetReport",
     "ResetScope",
     "TemplateLoader",
+    "UsageReport",
 ]
 
 #: Loads a persona or human template's text by name (the same loader the router uses).
@@ -115,6 +118,40 @@ class ForgetReport:
     is_complete: bool = True
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BudgetStatus:
+    """Where one daily budget stands today (UTC)."""
+
+    kind: BudgetKind
+    #: The server (`discord:123`) or the user (`discord:456`).
+    who: str
+    #: Tokens counted against the budget today (what a reset forgave is not).
+    spent: int
+    #: The daily limit; 0: no cap.
+    limit: int
+
+    @property
+    def is_spent(self) -> bool:
+        return 0 < self.limit <= self.spent
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UsageReport:
+    """Token usage over a span of UTC days, summed by the groups asked for."""
+
+    since: date
+    until: date
+    #: The server reported on; None: every server and the DMs (a bot-wide admin).
+    scope: str | None
+    #: One row per distinct value of the groups; the other fields are blank.
+    rows: tuple[UsageRecord, ...]
+    total_prompt_tokens: int
+    total_completion_tokens: int
+    total_calls: int
+    #: The server's budget today; None for a bot-wide report.
+    server_budget: BudgetStatus | None
+
+
 class AdminService:
     """Admin commands over one store; returns values, never formatted text."""
 
@@ -127,8 +164,10 @@ class AdminService:
         load_template: TemplateLoader,
         runtime: Runtime | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        budget_limits: Mapping[BudgetKind, int] | None = None,
     ) -> None:
         self._store = store
+        self._budget_limits = dict(budget_limits or {})
         self._directory = directory
         self._loop = loop
         self._load = load_template
@@ -328,6 +367,53 @@ class AdminService:
         """The newest audit entries of the actor's server (every server's for a bot-wide admin)."""
         _require_admin(actor)
         return await self._store.list_audit(scope=actor.scope, limit=limit)
+
+    # -- usage and budgets ------------------------------------------------------------------
+    async def usage(
+        self, actor: Actor, *, days: int = 7, by: Sequence[UsageGroup] = ("day", "channel", "agent")
+    ) -> UsageReport:
+        """LLM token usage of the last `days` UTC days (today included), summed by `by`: a server
+        admin sees their server's, a bot-wide admin every server's and the DMs'."""
+        _require_admin(actor)
+        if not 1 <= days <= 366:
+            raise UserFacingError("The number of days must be between 1 and 366.")
+        today = self._clock().astimezone(UTC).date()
+        since = today - timedelta(days=days - 1)
+        rows = await self._store.list_usage(since=since, scope=actor.scope)
+        return UsageReport(
+            since=since,
+            until=today,
+            scope=actor.scope,
+            rows=tuple(summarise(rows, by)),
+            total_prompt_tokens=sum(r.prompt_tokens for r in rows),
+            total_completion_tokens=sum(r.completion_tokens for r in rows),
+            total_calls=sum(r.calls for r in rows),
+            server_budget=None if actor.scope is None else await self._budget_status("server", actor.scope, today),
+        )
+
+    async def reset_budget(self, actor: Actor, kind: BudgetKind, who: str | None = None) -> BudgetStatus:
+        """Give a server (`who` = its scope; default: the actor's) or a user (`who` =
+        `{platform}:{user id}`) a fresh daily budget for the rest of today (UTC): what was spent so
+        far is forgiven and the bot answers again. Audited."""
+        _require_admin(actor)
+        who = who or (actor.scope if kind == "server" else None)
+        if who is None:
+            raise UserFacingError("Name the server or user whose budget to reset.")
+        if kind == "server":
+            self._require_server(actor, who)
+        today = self._clock().astimezone(UTC).date()
+        spent = await (
+            self._store.tokens_spent(today, scope=who)
+            if kind == "server"
+            else self._store.tokens_spent(today, user_id=who)
+        )
+        await self._store.reset_budget(budget_key(kind, who), today, reset_tokens=spent)
+        await self._audit(actor, "reset_budget", detail=f"{kind}={who} forgiven_tokens={spent}")
+        return await self._budget_status(kind, who, today)
+
+    async def _budget_status(self, kind: BudgetKind, who: str, day: date) -> BudgetStatus:
+        spent = await spent_today(self._store, kind, who, day)
+        return BudgetStatus(kind=kind, who=who, spent=spent, limit=self._budget_limits.get(kind, 0))
 
     # -- helpers ----------------------------------------------------------------------------
     async def _agent(self, actor: Actor, agent_id: str) -> AgentRecord:

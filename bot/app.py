@@ -20,7 +20,8 @@ from bot.config import Settings
 from bot.errors import ConfigError
 from bot.memory.embeddings import Embedder
 from bot.memory.sqlite import SQLiteStore
-from bot.runtime import LimitedChatModel, Store
+from bot.metering import LimitedChatModel
+from bot.runtime import Store
 from bot.sdk_clients import DeferredChatModel, DeferredEmbedder
 
 __all__ = ["App", "open_app", "open_store"]

@@ -7,8 +7,9 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from rich.console import Console
@@ -22,7 +23,19 @@ from bot.errors import ConfigError, LLMUnavailableError, NotFoundError, UserFaci
 from bot.memory.store import AgentRecord
 from bot.terminal_adapter import TerminalChat
 
-__all__ = ["agents", "chat", "run", "template_names"]
+if TYPE_CHECKING:
+    from bot.service import Component, Services
+
+__all__ = [
+    "agents",
+    "chat",
+    "configured_platforms",
+    "discord_invite_url",
+    "doctor",
+    "run",
+    "serve",
+    "template_names",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -130,6 +143,8 @@ async def agents(settings: Settings, action: str, args: dict[str, Any]) -> int:
                 )
             console.print(table)
             return 0
+        if action in ("export", "forget"):
+            return await _privacy(app, console, action, args)
         agent = await app.directory.by_name(args["name"])
         if agent is None:
             raise NotFoundError(f"no agent named {args['name']!r} (membot agents list shows them)")
@@ -139,15 +154,6 @@ async def agents(settings: Settings, action: str, args: dict[str, Any]) -> int:
                 console.print(escape(block.value))
             console.print(f"summary: {escape(agent.summary) or '(none)'}")
             return 0
-        if action == "export":
-            text = json.dumps(await app.directory.export(agent.id), ensure_ascii=False, indent=1)
-            if args.get("out"):
-                out: Path = args["out"]
-                await asyncio.to_thread(out.write_text, text, encoding="utf-8")
-                console.print(f"Wrote {escape(str(out))}")
-            else:
-                print(text)
-            return 0
         if action == "delete":
             if not args.get("yes"):
                 raise UserFacingError("deleting an agent erases all its memory: add -y to confirm")
@@ -155,6 +161,59 @@ async def agents(settings: Settings, action: str, args: dict[str, Any]) -> int:
             console.print(f"Deleted agent {escape(agent.name)}.")
             return 0
     return 2
+
+
+async def _privacy(app: App, console: Console, action: str, args: dict[str, Any]) -> int:
+    """`agents export AGENT|USER` and `agents forget USER`, as a bot-wide admin (audited)."""
+    from bot.ops.privacy import export_agent_or_user, forget_user
+
+    target = str(args["name"])
+    if action == "forget":
+        if not args.get("yes"):
+            raise UserFacingError(
+                f"forgetting user {target} deletes their own agents and their messages in shared agents: "
+                "add -y to confirm"
+            )
+        report = await forget_user(app, target)
+        console.print(
+            f"Forgot user {escape(target)}: {len(report.agents_deleted)} agent(s) deleted, "
+            f"{report.shared_messages_deleted} message(s) deleted from {len(report.shared_agents_cleaned)} "
+            "shared agent(s). Recorded in the audit log."
+        )
+        return 0
+    exported = await export_agent_or_user(app, target, is_user=bool(args.get("user")))
+    if exported is None:
+        raise NotFoundError(f"no agent and no user {target!r} (membot agents list shows the agents)")
+    text = json.dumps(exported, ensure_ascii=False, indent=1)
+    if args.get("out"):
+        out: Path = args["out"]
+        await asyncio.to_thread(out.write_text, text, encoding="utf-8")
+        console.print(f"Wrote {escape(str(out))}")
+    else:
+        print(text)
+    return 0
+
+
+async def doctor(settings: Settings) -> int:
+    """`membot doctor`: every check with ok/warn/fail and a fix; exit code 1 when one failed."""
+    from bot.ops.doctor import exit_code, run_checks
+    from bot.ops.logging import Redactor, settings_secrets
+
+    console = Console(highlight=False, soft_wrap=True)
+    redact = Redactor(settings_secrets(settings))  # an endpoint's error may quote the key it was sent
+    checks = [replace(c, detail=redact(c.detail)) for c in await run_checks(settings)]
+    colours = {"ok": "green", "warn": "yellow", "fail": "red"}
+    width = max(len(c.name) for c in checks)
+    for check in checks:
+        console.print(
+            f"[{colours[check.status]}]{check.status:<4}[/]  {escape(check.name):<{width}}  {escape(check.detail)}"
+        )
+        if check.hint and check.status != "ok":
+            console.print(f"      {'':<{width}}  [dim]fix:[/] {escape(check.hint)}")
+    failed = sum(c.status == "fail" for c in checks)
+    warned = sum(c.status == "warn" for c in checks)
+    console.print(f"{len(checks)} checks: {failed} failed, {warned} warning{'' if warned == 1 else 's'}.")
+    return exit_code(checks)
 
 
 async def migrate(source_url: str, target_url: str, *, database: str) -> int:
@@ -179,6 +238,10 @@ async def migrate(source_url: str, target_url: str, *, database: str) -> int:
     messages = sum(a.messages for a in report.agents)
     passages = sum(a.passages for a in report.agents)
     console.print(f"Copied {len(report.agents)} agents: {messages} messages and {passages} passages, counts verified.")
+    console.print(
+        f"Copied {report.policies} routing policies, {report.joined_threads} joined threads and "
+        f"{report.audit_entries} audit entries."
+    )
     if report.embeddings_not_copied:
         console.print(
             f"[yellow]{report.embeddings_not_copied} passage embeddings could not be read from the source; "
@@ -189,25 +252,126 @@ async def migrate(source_url: str, target_url: str, *, database: str) -> int:
 
 async def run(settings: Settings, platforms: Sequence[str]) -> int:
     """`membot run PLATFORM...`: serve the platforms (sharing one runtime) until SIGINT/SIGTERM."""
-    from bot.service import Component, open_services, run_components
+    from bot.ops.http import ops_server
+    from bot.ops.metrics import Metrics
+    from bot.service import open_services, run_components
 
     _check_platform_settings(settings, platforms)
-    async with open_services(settings) as services:
+    metrics = Metrics() if settings.ops.http_port else None  # port 0: no health or metrics server
+    async with open_services(settings, observer=metrics, store_observer=metrics) as services:
         components: list[Component] = []
         if "discord" in platforms:
-            from bot.discord_adapter import DiscordAdapter
+            try:
+                from bot.discord_adapter import DiscordAdapter
+            except ImportError as exc:
+                raise _missing_extra("discord", exc) from None
 
             components.append(
-                DiscordAdapter(settings=settings.discord, router=services.router, runtime=services.runtime)
+                DiscordAdapter(
+                    settings=settings.discord,
+                    router=services.router,
+                    runtime=services.runtime,
+                    store=services.store,
+                    admin=services.admin,
+                    archival=services.app.loop.archival,
+                )
             )
+        if "slack" in platforms:
+            try:
+                from bot.slack_adapter import SlackAdapter
+            except ImportError as exc:
+                raise _missing_extra("slack", exc) from None
+
+            components.append(
+                SlackAdapter(
+                    settings=settings.slack,
+                    router=services.router,
+                    runtime=services.runtime,
+                    admin=services.admin,
+                    threads=services.store,
+                )
+            )
+        if settings.a2a.agents:
+            components.append(_a2a_server(settings, services))
+        if metrics is not None:
+            metrics.watch(services.runtime)
+            components.append(ops_server(settings, store=services.app.store, components=components, metrics=metrics))
         await run_components(services, components)
     return 0
+
+
+async def serve(settings: Settings, what: Literal["a2a"]) -> int:
+    """`membot serve a2a`: the A2A server alone (its own runtime over the same store) until SIGINT/SIGTERM."""
+    from bot.service import open_services, run_components
+
+    if not settings.a2a.agents:
+        raise ConfigError("no agents to serve over A2A: name them in MEMBOT_A2A__AGENTS (a JSON list)")
+    async with open_services(settings) as services:
+        await run_components(services, [_a2a_server(settings, services)])
+    return 0
+
+
+def _a2a_server(settings: Settings, services: Services) -> Component:
+    """The A2A server over the shared runtime; built before the runtime starts so resumed A2A
+    entries find their sink."""
+    try:
+        from bot.interop.a2a import A2AServer
+    except ImportError as exc:
+        raise ConfigError(f"the A2A server needs its extra: pip install 'membot[a2a]' ({exc})") from None
+    return A2AServer(runtime=services.runtime, directory=services.app.directory, settings=settings.a2a)
+
+
+def _missing_extra(extra: str, exc: ImportError) -> ConfigError:
+    """One clear line naming the extra a platform needs."""
+    return ConfigError(f"serving {extra} needs its extra: pip install 'membot[{extra}]' ({exc})")
+
+
+def configured_platforms(settings: Settings) -> tuple[str, ...]:
+    """The platforms whose credentials are set (what a bare `membot run` serves)."""
+    platforms = tuple(
+        name
+        for name, is_set in (
+            ("discord", settings.discord.token is not None),
+            ("slack", settings.slack.bot_token is not None),
+        )
+        if is_set
+    )
+    if not platforms:
+        raise ConfigError(
+            "no platform to serve: set DISCORD_TOKEN for Discord and/or SLACK_BOT_TOKEN (with SLACK_APP_TOKEN "
+            "or SLACK_SIGNING_SECRET) for Slack"
+        )
+    return platforms
 
 
 def _check_platform_settings(settings: Settings, platforms: Sequence[str]) -> None:
     """Refuse before opening anything when a platform's credentials are missing."""
     if "discord" in platforms and settings.discord.token is None:
         raise ConfigError("no Discord bot token: set DISCORD_TOKEN (or MEMBOT_DISCORD__TOKEN)")
+    if "slack" in platforms:
+        if settings.slack.bot_token is None:
+            raise ConfigError("no Slack bot token: set SLACK_BOT_TOKEN (or MEMBOT_SLACK__BOT_TOKEN)")
+        if settings.slack.mode is None:
+            raise ConfigError(
+                "Slack needs SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP mode); neither is set"
+            )
+
+
+def discord_invite_url(settings: Settings) -> int:
+    """`membot discord invite-url`: the link that adds the bot to a server, printed."""
+    from bot.discord_urls import application_id_from_token, invite_url
+
+    application_id = settings.discord.application_id
+    token = settings.discord.token
+    if application_id is None and token is not None:
+        application_id = application_id_from_token(token.get_secret_value())
+    if application_id is None:
+        raise ConfigError(
+            "no Discord application id: set MEMBOT_DISCORD__APPLICATION_ID (the developer portal's "
+            "Application ID), or DISCORD_TOKEN to read it from the bot token"
+        )
+    print(invite_url(application_id))
+    return 0
 
 
 def template_names(settings: Settings, kind: Literal["persona", "human"]) -> list[str]:

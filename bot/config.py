@@ -4,7 +4,8 @@
 
 1. explicit overrides from the command line (a dict, nested or with dotted keys),
 2. environment variables (``MEMBOT_`` prefix, ``__`` between levels: ``MEMBOT_LLM__MODEL``),
-   plus the standard unprefixed ``OPENAI_BASE_URL``, ``OPENAI_API_KEY``, ``MONGODB_URI`` and ``DISCORD_TOKEN``,
+   plus the standard unprefixed ``OPENAI_BASE_URL``, ``OPENAI_API_KEY``, ``MONGODB_URI``, ``DISCORD_TOKEN``
+   and Bolt's ``SLACK_BOT_TOKEN``, ``SLACK_APP_TOKEN``, ``SLACK_SIGNING_SECRET`` and ``PORT``,
 3. a ``.env`` file (same names),
 4. a TOML file: ``--config PATH``, else ``$MEMBOT_CONFIG``, else
    ``$XDG_CONFIG_HOME/membot/config.toml`` when it exists (tables ``[llm]``, ``[agent]``, ...),
@@ -19,10 +20,11 @@ naming the variable that holds them (``api_key_env``). Every problem becomes one
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,13 +53,19 @@ from pydantic_settings import (
 from bot.errors import ConfigError
 
 __all__ = [
+    "A2ASettings",
     "AgentSettings",
+    "BudgetSettings",
     "DiscordSettings",
     "EmbeddingSettings",
+    "EvalSettings",
     "LLMSettings",
+    "OpsSettings",
+    "PrivacySettings",
     "RuntimeSettings",
     "SettingDoc",
     "Settings",
+    "SlackSettings",
     "StoreSettings",
     "context_window_for",
     "default_config_file",
@@ -75,6 +83,8 @@ DEFAULT_CONTEXT_WINDOW = 128_000
 # discord.py's own endpoints (bot.discord_urls.DISCORD; not imported here, to keep discord.py out of config).
 DEFAULT_DISCORD_API_BASE_URL = "https://discord.com/api/v10"
 DEFAULT_DISCORD_GATEWAY_URL = "wss://gateway.discord.gg/"
+# slack_sdk's default Web API base; GovSlack's is https://slack-gov.com/api.
+DEFAULT_SLACK_API_BASE_URL = "https://slack.com/api"
 
 # Longest prefix wins; a provider prefix such as "openai/" is ignored. Local servers
 # (Ollama, LM Studio, vLLM) choose their own window, so their models are not listed.
@@ -104,6 +114,10 @@ _STANDARD_NAMES: Mapping[str, tuple[str, str]] = {
     "OPENAI_API_KEY": ("llm", "api_key"),
     "MONGODB_URI": ("store", "mongodb_uri"),
     "DISCORD_TOKEN": ("discord", "token"),
+    "SLACK_BOT_TOKEN": ("slack", "bot_token"),
+    "SLACK_APP_TOKEN": ("slack", "app_token"),
+    "SLACK_SIGNING_SECRET": ("slack", "signing_secret"),
+    "PORT": ("slack", "port"),
 }
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -301,6 +315,58 @@ class RuntimeSettings(_Section):
     )
 
 
+class OpsSettings(_Section):
+    """The health, readiness and metrics server that `membot run` starts (never `membot chat`)."""
+
+    http_host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="address `/healthz`, `/readyz` and `/metrics` listen on (0.0.0.0 in containers)",
+    )
+    http_port: int = Field(
+        default=8080, ge=0, le=65535, description="port of `/healthz`, `/readyz` and `/metrics` (0: no server)"
+    )
+    llm_ready_window_s: float = Field(
+        default=300.0,
+        ge=0,
+        le=86_400,
+        description="`/readyz` wants an LLM answer (a call, else a probe) this recent, in seconds (0: LLM not checked)",
+    )
+    ready_timeout_s: float = Field(
+        default=3.0, gt=0, le=60, description="seconds each readiness check (store ping, LLM probe) may take"
+    )
+
+
+class BudgetSettings(_Section):
+    """Daily LLM token budgets; once one is spent the bot says so once and stops calling the LLM for it."""
+
+    daily_tokens_per_server: int = Field(
+        default=0, ge=0, description="LLM tokens one server or workspace may spend per UTC day (0: no cap)"
+    )
+    daily_tokens_per_user: int = Field(
+        default=0, ge=0, description="LLM tokens answering one user may cost per UTC day, everywhere (0: no cap)"
+    )
+
+
+class PrivacySettings(_Section):
+    """How long recall keeps messages: past the retention period they are summarised, then deleted."""
+
+    retention_days: PositiveInt | None = Field(
+        default=None,
+        description="recall messages older than this many days are folded into the agent's summary and deleted; "
+        "unset: kept forever",
+    )
+    retention_sweep_hours: float = Field(
+        default=6.0, gt=0, le=168, description="hours between two retention sweeps over every agent"
+    )
+    inbox_keep_hours: float = Field(
+        default=24.0,
+        ge=1,
+        le=24 * 90,
+        description="answered events (with their text) stay in the inbox this long, to drop re-deliveries",
+    )
+
+
 def _check_gateway_url(value: str) -> str:
     if not value.startswith(("ws://", "wss://")):
         raise ValueError("must be a ws:// or wss:// URL")
@@ -334,6 +400,19 @@ class DiscordSettings(_Section):
     blocked_roles: tuple[int, ...] = Field(default=(), description="never answer members with these roles")
     allowed_users: tuple[int, ...] = Field(default=(), description="if set (or allowed_roles), answer only these users")
     blocked_users: tuple[int, ...] = Field(default=(), description="never answer these users")
+    application_id: PositiveInt | None = Field(
+        default=None, description="application id for `membot discord invite-url`; unset: read from the token"
+    )
+    admin_permission: Literal["manage_guild", "administrator", "manage_channels", "manage_messages"] = Field(
+        default="manage_guild", description="server permission a member needs for the `/memory` admin commands"
+    )
+    sync_commands: bool | None = Field(
+        default=None,
+        description="register slash commands with Discord at start-up; unset: if this process runs shard 0",
+    )
+    max_attachment_bytes: PositiveInt = Field(
+        default=5_000_000, description="largest text or PDF attachment saved to archival memory on request"
+    )
 
     _api_base_url = field_validator("api_base_url")(_check_base_url)
     _gateway_url = field_validator("gateway_url")(_check_gateway_url)
@@ -348,12 +427,172 @@ class DiscordSettings(_Section):
         return self
 
 
+SlackMode = Literal["socket", "http"]
+
+
+def _check_token_prefix(prefixes: tuple[str, ...], kind: str) -> Callable[[SecretStr | None], SecretStr | None]:
+    def check(value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(prefixes):
+            raise ValueError(f"must be {kind} ({prefixes[0]}...)")
+        return value
+
+    return check
+
+
+class SlackSettings(_Section):
+    """The Slack app: tokens (which ones are set picks Socket Mode or HTTP mode), endpoint, admins."""
+
+    bot_token: SecretStr | None = Field(default=None, description="bot token (xoxb-...) from OAuth & Permissions")
+    app_token: SecretStr | None = Field(
+        default=None, description="app-level token (xapp-..., connections:write): set it for Socket Mode"
+    )
+    signing_secret: SecretStr | None = Field(
+        default=None, description="signing secret from Basic Information: set it (without app_token) for HTTP mode"
+    )
+    api_base_url: str = Field(
+        default=DEFAULT_SLACK_API_BASE_URL,
+        description="Slack Web API base (GovSlack: `https://slack-gov.com/api`; a proxy; an emulator in tests)",
+    )
+    host: str = Field(default="0.0.0.0", description="address HTTP mode listens on")
+    port: int = Field(default=3000, ge=0, le=65535, description="port HTTP mode listens on (0: any free port)")
+    path: str = Field(
+        default="/slack/events", description="path of the Request URLs (events, slash command, interactivity)"
+    )
+    admin_users: tuple[str, ...] = Field(
+        default=(), description="user ids (U...) allowed to run /membot besides workspace admins and owners"
+    )
+    allow_bots: bool = Field(default=False, description="answer messages from other bots and apps")
+    stream_replies: bool = Field(
+        default=True, description="post long replies as one streamed message (chat.startStream) where Slack allows"
+    )
+
+    _api_base_url = field_validator("api_base_url")(_check_base_url)
+    _bot_token = field_validator("bot_token")(_check_token_prefix(("xoxb-", "xoxe.xoxb-"), "a bot token"))
+    _app_token = field_validator("app_token")(_check_token_prefix(("xapp-",), "an app-level token"))
+
+    @field_validator("path")
+    @classmethod
+    def _absolute_path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must start with /")
+        return value
+
+    @property
+    def mode(self) -> SlackMode | None:
+        """Socket Mode when an app token is set, else HTTP mode when a signing secret is; None: neither."""
+        if self.app_token is not None:
+            return "socket"
+        if self.signing_secret is not None:
+            return "http"
+        return None
+
+
+_A2A_AGENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
+
+
+def _is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class A2ASettings(_Section):
+    """The A2A server (`membot serve a2a`, or beside the platforms in `membot run`): which agents
+    other agents may talk to, where it listens, and the bearer tokens callers must send."""
+
+    agents: tuple[str, ...] = Field(
+        default=(), description="agent names exposed over A2A, one agent card each (JSON list); none by default"
+    )
+    host: str = Field(default="127.0.0.1", min_length=1, description="address the A2A server listens on")
+    port: int = Field(default=8390, ge=0, le=65535, description="port the A2A server listens on (0: any free port)")
+    token: SecretStr | None = Field(
+        default=None, description="bearer token A2A callers must send; required (or callers) unless bound to loopback"
+    )
+    callers: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="named bearer tokens (JSON object, name to token): a caller using one speaks under that name",
+    )
+    public_url: str | None = Field(
+        default=None, description="URL callers reach the server at, for the agent cards; unset: `http://host:port`"
+    )
+    max_message_chars: int = Field(
+        default=32_000, ge=1, le=1_000_000, description="longest A2A message accepted (characters of text)"
+    )
+    turn_timeout_s: float = Field(
+        default=300.0, gt=0, le=3600, description="seconds an A2A request waits for its turn to finish"
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_base_url(value)
+
+    @field_validator("agents")
+    @classmethod
+    def _agent_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not _A2A_AGENT_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not an agent name usable in a URL (letters, digits, . _ : -)")
+        if len(set(value)) != len(value):
+            raise ValueError("lists an agent twice")
+        return value
+
+    @field_validator("callers")
+    @classmethod
+    def _caller_names(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for name, token in value.items():
+            if not name.strip() or len(name) > 100:
+                raise ValueError(f"caller name {name!r} must be 1 to 100 characters")
+            if not token.get_secret_value():
+                raise ValueError(f"caller {name!r} has an empty token")
+        if len({t.get_secret_value() for t in value.values()}) != len(value):
+            raise ValueError("two callers share a token: each caller needs its own")
+        return value
+
+    @property
+    def is_authenticated(self) -> bool:
+        """Callers must send a bearer token (one is configured)."""
+        return self.token is not None or bool(self.callers)
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> A2ASettings:
+        if not self.is_authenticated and not _is_loopback_host(self.host):
+            raise ValueError(
+                f"a bearer token (MEMBOT_A2A__TOKEN or MEMBOT_A2A__CALLERS) is required when the A2A server "
+                f"listens on {self.host}"
+            )
+        if self.token is not None and self.token in self.callers.values():
+            raise ValueError("MEMBOT_A2A__TOKEN is also a caller's token: give each its own")
+        return self
+
+
 # Set by load_settings for the duration of one Settings() call: the TOML file to read.
 _TOML_FILE: ContextVar[Path | None] = ContextVar("membot_toml_file", default=None)
 
 
+#: LoCoMo's data file at the commit `membot eval locomo` is pinned to (checked by SHA-256 after download).
+LOCOMO_URL = "https://github.com/snap-research/LoCoMo/raw/3eb6f2c/data/locomo10.json"
+
+
+class EvalSettings(_Section):
+    """`membot eval`: where benchmark data comes from and which model grades answers."""
+
+    locomo_url: str = Field(
+        default=LOCOMO_URL, description="where `membot eval locomo` downloads LoCoMo (checked by SHA-256)"
+    )
+    judge_model: str | None = Field(
+        default=None, min_length=1, description="model that grades QA answers; unset: `llm.model`"
+    )
+
+    _locomo_url = field_validator("locomo_url")(_check_base_url)
+
+
 class _StandardNamesSource(PydanticBaseSettingsSource):
-    """OPENAI_BASE_URL, OPENAI_API_KEY, MONGODB_URI and DISCORD_TOKEN from one set of variables, nested where they belong.
+    """The standard names (`_STANDARD_NAMES`: OPENAI_API_KEY, DISCORD_TOKEN, SLACK_BOT_TOKEN, ...) from one
+    set of variables, nested where they belong.
 
     pydantic-settings applies aliases only to top-level fields, so the mapping is done here;
     it runs just below the MEMBOT_ names of the same source.
@@ -400,12 +639,24 @@ class Settings(BaseSettings):
         default_factory=lambda: StoreSettings(sqlite_path=default_data_dir() / "membot.sqlite3")
     )
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
+    ops: OpsSettings = Field(default_factory=OpsSettings)
+    budget: BudgetSettings = Field(default_factory=BudgetSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     discord: DiscordSettings = Field(default_factory=DiscordSettings)
+    slack: SlackSettings = Field(default_factory=SlackSettings)
+    a2a: A2ASettings = Field(default_factory=A2ASettings)
+    eval: EvalSettings = Field(default_factory=EvalSettings)
     data_dir: Path = Field(
         default_factory=default_data_dir, description="user data: `personas/`, `humans/`, the SQLite file"
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="logging threshold")
-    debug: bool = Field(default=False, description="log message contents and LLM requests")
+    debug: bool = Field(default=False, description="debug logs (message text only with log_content)")
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto", description="log lines as JSON or text; auto: JSON unless standard error is a terminal"
+    )
+    log_content: bool = Field(
+        default=False, description="let logs show message text and LLM payloads (secrets stay hidden)"
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -772,6 +1023,7 @@ _SHOWN_DEFAULTS: Mapping[str, str] = {
     "store.kind": "`mongodb` if a MongoDB URI is set, else `sqlite`",
     "store.sqlite_path": "`<data_dir>/membot.sqlite3`",
     "data_dir": "`$XDG_DATA_HOME/membot` (`~/.local/share/membot`)",
+    "a2a.callers": "none",
 }
 
 

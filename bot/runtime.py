@@ -15,6 +15,13 @@
 - Replies are recorded on the inbox entry as they are delivered: after a crash, an entry
   that got its reply is closed, not answered again; one that did not is run again, and
   its messages (recorded by platform id) are not stored twice.
+- Each turn's LLM calls (summaries included) are noted as they happen by `LimitedChatModel`,
+  through a context variable the runtime sets around the turn, for the `RuntimeObserver`
+  (metrics) and, when the turn ends, charged to the `UsageMeter` (token usage), which may also
+  refuse a turn before it calls the LLM (daily budgets). Both default to doing nothing.
+- Request/response callers (the A2A server) store a request's messages with
+  `submit_together`, so this replica answers them in one turn, and wait on a turn listener
+  (`add_turn_listener`), told which inbound messages each turn answered.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import contextlib
 import json
 import logging
 import random
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,20 +39,33 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from bot.agent.loop import AgentLoop, TurnResult
-from bot.agent.model import ChatMessage, ChatModel, Completion, ToolSchema
 from bot.errors import AgentPausedError, LeaseLostError, NotFoundError, StoreError
 from bot.events import InboundMessage, Interrupt, ReplySink
 from bot.memory.policy_store import PolicyStore
 from bot.memory.runtime_store import WRITE_FENCE, DueHeartbeat, Fence, InboxEntry, Lease, RuntimeStore
 from bot.memory.store import MemoryStore
+from bot.memory.usage_store import UsageStore
+from bot.metering import (
+    UNMETERED,
+    UNOBSERVED,
+    Refusal,
+    RuntimeObserver,
+    TurnContext,
+    TurnOutcome,
+    UsageMeter,
+    labels_of,
+    noting_calls,
+)
+from bot.ops.logging import log_content, log_context, task_log_context
 
 __all__ = [
-    "LimitedChatModel",
+    "FinishedTurn",
     "Runtime",
     "RuntimeOptions",
     "RuntimeStats",
     "SinkFactory",
     "Store",
+    "TurnListener",
     "decode_message",
     "encode_message",
 ]
@@ -52,11 +73,25 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 
-class Store(MemoryStore, RuntimeStore, PolicyStore, Protocol):
-    """What the runtime needs: memory, coordination and the servers' policies in one store."""
+class Store(MemoryStore, RuntimeStore, PolicyStore, UsageStore, Protocol):
+    """What the runtime needs: memory, coordination, the servers' policies and token usage in one store."""
 
 
 SinkFactory = Callable[[InboundMessage], ReplySink]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FinishedTurn:
+    """The inbound messages one turn of this replica answered (or gave up on), for callers
+    that wait on a request/response protocol (A2A) rather than post replies on their own."""
+
+    agent_id: str
+    messages: tuple[InboundMessage, ...]
+    #: Why the turn failed or was not run; None when it ran.
+    error: str | None = None
+
+
+TurnListener = Callable[[FinishedTurn], None]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -90,6 +125,9 @@ class RuntimeStats:
     leases_lost: int = 0
     heartbeats_fired: int = 0
     heartbeats_skipped: int = 0
+    #: Turns not run because a daily budget was spent; leases this replica holds now.
+    turns_refused: int = 0
+    leases_held: int = 0
     #: Per agent, since start: tokens, LLM calls and seconds spent waiting for the LLM.
     prompt_tokens: dict[str, int] = field(default_factory=dict)
     completion_tokens: dict[str, int] = field(default_factory=dict)
@@ -103,38 +141,15 @@ class RuntimeStats:
         self.llm_seconds[agent_id] = self.llm_seconds.get(agent_id, 0.0) + result.llm_seconds
 
 
-class LimitedChatModel:
-    """A global cap on concurrent LLM calls. `asyncio.Semaphore` wakes waiters in FIFO order,
-    so agents are served in the order their calls arrive: a busy agent cannot starve others."""
-
-    def __init__(self, inner: ChatModel, *, max_concurrent: int) -> None:
-        self._inner = inner
-        self._slots = asyncio.Semaphore(max_concurrent)
-        #: Calls queued for a slot, and calls running: the LLM queue depth for metrics.
-        self.waiting = 0
-        self.in_flight = 0
-
-    @property
-    def model_name(self) -> str:
-        return self._inner.model_name
-
-    async def complete(self, messages: Sequence[ChatMessage], *, tools: Sequence[ToolSchema]) -> Completion:
-        self.waiting += 1
-        async with self._slots:
-            self.waiting -= 1
-            self.in_flight += 1
-            try:
-                return await self._inner.complete(messages, tools=tools)
-            finally:
-                self.in_flight -= 1
-
-
 @dataclass(slots=True)
 class _Mailbox:
     agent_id: str
     task: asyncio.Task[None] | None = None
     heartbeat: DueHeartbeat | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    #: `submit_together` calls storing messages for this agent; no turn reads the inbox meanwhile.
+    holds: int = 0
+    released: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class _RecordingSink:
@@ -146,6 +161,7 @@ class _RecordingSink:
 
     async def send(self, text: str) -> str | None:
         reply_id = await self._inner.send(text)
+        _log.debug("reply delivered (%d chars)", len(text), extra=log_content(text))
         await self._record(reply_id or "delivered")
         return reply_id
 
@@ -176,9 +192,13 @@ class Runtime:
         options: RuntimeOptions | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         rng: random.Random | None = None,
+        observer: RuntimeObserver | None = None,
+        meter: UsageMeter | None = None,
     ) -> None:
         self._store = store
         self._loop = loop
+        self._observer: RuntimeObserver = observer or UNOBSERVED
+        self._meter: UsageMeter = meter or UNMETERED
         self._sinks = dict(sinks)
         self._options = options or RuntimeOptions()
         self._clock = clock
@@ -188,6 +208,7 @@ class Runtime:
         self._idle.set()
         self._is_accepting = False
         self.stats = RuntimeStats()
+        self._turn_listeners: list[TurnListener] = []
 
     @property
     def owner(self) -> str:
@@ -205,6 +226,17 @@ class Runtime:
     def register_sink(self, platform: str, factory: SinkFactory) -> None:
         """How to answer on `platform` (adapters register theirs at start-up)."""
         self._sinks[platform] = factory
+
+    def add_turn_listener(self, listener: TurnListener) -> None:
+        """Call `listener` after each turn this replica runs for inbound messages (not heartbeats)."""
+        self._turn_listeners.append(listener)
+
+    def _tell_listeners(self, turn: FinishedTurn) -> None:
+        for listener in self._turn_listeners:
+            try:
+                listener(turn)
+            except Exception:
+                _log.exception("a turn listener failed for agent %s", turn.agent_id)
 
     async def start(self) -> None:
         """Accept events, and resume every entry left pending by a crash or a redeploy."""
@@ -229,13 +261,31 @@ class Runtime:
             payload=encode_message(message),
             received_at=self._clock(),
         )
-        is_new = await self._with_store_retries(lambda: self._store.inbox_put(entry))
-        if not is_new:
-            self.stats.duplicates_dropped += 1
-            _log.info("dropped a duplicate event for agent %s (keys %s)", agent_id, ", ".join(entry.keys))
-            return False
+        with log_context(agent_id=agent_id, server=message.scope, event_id=entry.keys[0]):
+            is_new = await self._with_store_retries(lambda: self._store.inbox_put(entry))
+            if not is_new:
+                self.stats.duplicates_dropped += 1
+                _log.info("dropped a duplicate event for agent %s (keys %s)", agent_id, ", ".join(entry.keys))
+                return False
         self._wake(agent_id)
         return True
+
+    async def submit_together(
+        self, agent_id: str, messages: Sequence[tuple[InboundMessage, Sequence[str]]]
+    ) -> list[bool]:
+        """`submit` for messages that belong in one turn (an A2A request's text parts, each with
+        its speaker): this replica starts no turn of the agent until all are stored, so they are
+        answered together. One result per message, False for a duplicate."""
+        mailbox = self._mailboxes.get(agent_id) or self._new_mailbox(agent_id)
+        mailbox.holds += 1
+        mailbox.released.clear()
+        try:
+            return [await self.submit(agent_id, message, keys=keys) for message, keys in messages]
+        finally:
+            mailbox.holds -= 1
+            if mailbox.holds == 0:
+                mailbox.released.set()
+                self._wake(agent_id)
 
     def heartbeat(self, due: DueHeartbeat) -> None:
         """Queue a claimed reflection heartbeat; it runs only when no user message is waiting."""
@@ -268,7 +318,9 @@ class Runtime:
         mailbox = self._mailboxes.get(agent_id) or self._new_mailbox(agent_id)
         mailbox.wake.set()
         if mailbox.task is None or mailbox.task.done():
-            mailbox.task = asyncio.create_task(self._drain(mailbox), name=f"membot-agent-{agent_id}")
+            mailbox.task = asyncio.create_task(
+                self._drain(mailbox), name=f"membot-agent-{agent_id}", context=task_log_context(agent_id=agent_id)
+            )
 
     async def _drain(self, mailbox: _Mailbox) -> None:
         """Run the agent's work until none is left, holding its lease while it runs."""
@@ -284,7 +336,7 @@ class Runtime:
                 break
         # No await between the last check and here, so a concurrent `_wake` either saw this
         # task still running (and set `wake`, checked above) or finds the mailbox gone.
-        if mailbox.heartbeat is None and self._mailboxes.get(mailbox.agent_id) is mailbox:
+        if mailbox.heartbeat is None and not mailbox.holds and self._mailboxes.get(mailbox.agent_id) is mailbox:
             del self._mailboxes[mailbox.agent_id]
             if not self._mailboxes:
                 self._idle.set()
@@ -304,9 +356,11 @@ class Runtime:
         if lease.taken_over_from is not None:
             self.stats.lease_takeovers += 1
             _log.warning("agent %s: took over from %s, whose lease had expired", lease.agent_id, lease.taken_over_from)
+        self.stats.leases_held += 1
         try:
             return await self._work_under(lease, mailbox)
         finally:
+            self.stats.leases_held -= 1
             with contextlib.suppress(StoreError):
                 await self._store.lease_release(lease)
 
@@ -326,13 +380,18 @@ class Runtime:
         renewer = asyncio.create_task(self._keep_renewed(lease))
         fence = WRITE_FENCE.set(Fence(agent_id=lease.agent_id, token=lease.token))
         try:
+            while mailbox.holds:
+                await mailbox.released.wait()
+            # No await between the check above and this read: a batch being stored is taken whole.
             entries = await self._store.inbox_pending(agent_id=lease.agent_id, limit=self._options.max_turn_inputs)
             if entries:
                 if mailbox.heartbeat is not None:
                     # A user message pre-empts the pending reflection; it will be rescheduled.
                     self.stats.heartbeats_skipped += 1
                     mailbox.heartbeat = None
-                await self._run_entries(lease.agent_id, entries)
+                events = ",".join(e.keys[0] if e.keys else e.id for e in entries)
+                with log_context(server=decode_message(entries[-1].payload).scope, event_id=events):
+                    await self._run_entries(lease.agent_id, entries)
                 return True
             if mailbox.heartbeat is not None:
                 due, mailbox.heartbeat = mailbox.heartbeat, None
@@ -376,11 +435,15 @@ class Runtime:
             agent_id, [m.platform_message_id for m in messages if m.platform_message_id]
         )
         fresh = [m for m in messages if m.platform_message_id not in recorded]
+        _log.debug("a turn for %d new message(s)", len(fresh), extra=log_content("\n".join(m.text for m in fresh)))
         latest = messages[-1]
         factory = self._sinks.get(latest.platform)
         if factory is None:
             await self._store.inbox_finish([e.id for e in entries], status="failed", error="no adapter for platform")
             _log.error("agent %s: no adapter registered for platform %r", agent_id, latest.platform)
+            self._tell_listeners(
+                FinishedTurn(agent_id=agent_id, messages=tuple(messages), error="no adapter for platform")
+            )
             return
         answered_id = entries[-1].id
 
@@ -391,18 +454,34 @@ class Runtime:
 
         sink = _RecordingSink(factory(latest), record_reply)
         ids = [e.id for e in entries]
+        turn = TurnContext(
+            agent_id=agent_id,
+            kind="message",
+            scope=latest.scope,
+            channel=labels_of(latest.conversation_key)[1],
+            user_id=f"{latest.platform}:{latest.speaker_id}",
+        )
+        refusal = await self._meter.admit(turn)
+        if refusal is not None:
+            await self._refuse(turn, refusal, sink, ids)
+            self._tell_listeners(FinishedTurn(agent_id=agent_id, messages=tuple(messages), error=refusal.reason))
+            return
         self.stats.turns_in_flight += 1
         try:
-            result = await self._loop.run_turn(
-                agent_id,
-                fresh,
-                reply=sink,
-                is_shared=latest.is_shared_conversation,
-                is_reply_owed=True,
+            result = await self._metered(
+                turn,
+                lambda: self._loop.run_turn(
+                    agent_id,
+                    fresh,
+                    reply=sink,
+                    is_shared=latest.is_shared_conversation,
+                    is_reply_owed=True,
+                ),
             )
         except (NotFoundError, AgentPausedError) as exc:
             await self._store.inbox_finish(ids, status="failed", error=str(exc))
             _log.info("agent %s: %d events not run: %s", agent_id, len(ids), exc)
+            self._tell_listeners(FinishedTurn(agent_id=agent_id, messages=tuple(messages), error=str(exc)))
             return
         finally:
             self.stats.turns_in_flight -= 1
@@ -411,6 +490,7 @@ class Runtime:
         if result.is_failed:
             self.stats.turns_failed += 1
         await self._store.inbox_finish(ids, status="failed" if result.is_failed else "done", error=result.error)
+        self._tell_listeners(FinishedTurn(agent_id=agent_id, messages=tuple(messages), error=result.error))
         await self._schedule_reflection(agent_id, scope=latest.scope)
 
     async def _run_heartbeat(self, due: DueHeartbeat) -> None:
@@ -428,9 +508,21 @@ class Runtime:
             ),
             at=self._clock(),
         )
+        agent = await self._store.get_agent(due.agent_id)
+        scope, channel = labels_of(agent.conversation_key if agent else None)
+        turn = TurnContext(agent_id=due.agent_id, kind="heartbeat", scope=scope, channel=channel)
+        refusal = await self._meter.admit(turn)
+        if refusal is not None:
+            self.stats.heartbeats_skipped += 1
+            self._observer.turn_finished(turn, seconds=0.0, outcome="refused")
+            _log.info("agent %s: heartbeat skipped: %s", due.agent_id, refusal.reason)
+            await self._store.finish_heartbeat(due, fired_at=self._clock(), tokens=0)
+            return
         self.stats.turns_in_flight += 1
         try:
-            result = await self._loop.run_turn(due.agent_id, [interrupt], reply=sink or _QuietSink())
+            result = await self._metered(
+                turn, lambda: self._loop.run_turn(due.agent_id, [interrupt], reply=sink or _QuietSink())
+            )
         except (NotFoundError, AgentPausedError) as exc:
             self.stats.heartbeats_skipped += 1
             _log.info("agent %s: heartbeat skipped: %s", due.agent_id, exc)
@@ -443,6 +535,36 @@ class Runtime:
         await self._store.finish_heartbeat(
             due, fired_at=self._clock(), tokens=result.prompt_tokens + result.completion_tokens
         )
+
+    async def _metered(self, turn: TurnContext, run: Callable[[], Awaitable[TurnResult]]) -> TurnResult:
+        """Run a turn, noting its LLM calls (through `LimitedChatModel`), its outcome and time for
+        the observer, and charging the calls to the meter whatever happens."""
+        started = time.perf_counter()
+        outcome: TurnOutcome = "failed"
+        with noting_calls(turn, self._observer) as calls:
+            try:
+                result = await run()
+                outcome = "failed" if result.is_failed else "ok"
+                return result
+            except (NotFoundError, AgentPausedError):
+                outcome = "refused"
+                raise
+            finally:
+                self._observer.turn_finished(turn, seconds=time.perf_counter() - started, outcome=outcome)
+                if calls.calls:
+                    try:
+                        await self._meter.charge(turn, calls.calls)
+                    except StoreError as exc:
+                        _log.warning("agent %s: could not record the turn's token usage (%s)", turn.agent_id, exc)
+
+    async def _refuse(self, turn: TurnContext, refusal: Refusal, sink: ReplySink, ids: list[str]) -> None:
+        """Answer without calling the LLM: the notice (once per budget and day), then close the entries."""
+        self.stats.turns_refused += 1
+        self._observer.turn_finished(turn, seconds=0.0, outcome="refused")
+        _log.info("agent %s: %d events not run: %s", turn.agent_id, len(ids), refusal.reason)
+        if refusal.notice is not None:
+            await sink.send(refusal.notice)
+        await self._store.inbox_finish(ids, status="failed", error=refusal.reason)
 
     async def _proactive_sink(self, agent_id: str) -> ReplySink | None:
         """Where a reflection may post: the channel the agent's server names in its policy

@@ -9,7 +9,7 @@ which agents are due, and who fires them, is the store's business.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -34,6 +34,8 @@ class SchedulerOptions:
     daily_tokens_per_agent: int = 50_000
     #: Reflection tokens all agents of one server or workspace may spend per UTC day; 0: no cap.
     daily_tokens_per_server: int = 500_000
+    #: Time between two runs of the `sweep` job (recall retention, inbox pruning); the first runs soon after start.
+    sweep_every: timedelta = timedelta(hours=6)
 
 
 class HeartbeatScheduler:
@@ -45,11 +47,13 @@ class HeartbeatScheduler:
         store: Store,
         runtime: Runtime,
         options: SchedulerOptions | None = None,
+        sweep: Callable[[], Awaitable[object]] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._store = store
         self._runtime = runtime
         self._options = options or SchedulerOptions()
+        self._sweep = sweep
         self._clock = clock
         self._scheduler: AsyncIOScheduler | None = None
 
@@ -65,6 +69,17 @@ class HeartbeatScheduler:
             misfire_grace_time=None,
             id="membot-heartbeat-tick",
         )
+        if self._sweep is not None:
+            scheduler.add_job(
+                self.sweep,
+                "interval",
+                seconds=self._options.sweep_every.total_seconds(),
+                next_run_time=self._clock() + timedelta(minutes=1),  # restarts must not postpone it forever
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=None,
+                id="membot-retention-sweep",
+            )
         scheduler.start()
         self._scheduler = scheduler
 
@@ -72,6 +87,15 @@ class HeartbeatScheduler:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
+
+    async def sweep(self) -> None:
+        """Run the periodic sweep once (recall retention, inbox pruning); its failure is logged."""
+        if self._sweep is None:
+            return
+        try:
+            await self._sweep()
+        except Exception:
+            _log.exception("the retention sweep failed; it runs again in %s", self._options.sweep_every)
 
     async def tick(self) -> int:
         """Claim what is due now and queue it; returns how many were handed to the runtime."""

@@ -20,9 +20,13 @@ from datetime import timedelta
 from typing import Protocol
 
 from bot.admin import AdminService
+from bot.agent.retention import RecallRetention, RetentionSweep
 from bot.agent.templates import load_template
 from bot.app import App, open_app
 from bot.config import Settings
+from bot.metering import RuntimeObserver
+from bot.ops.budgets import DailyBudgets
+from bot.ops.store_timing import StoreCallObserver, timed_store
 from bot.router import Router
 from bot.runtime import Runtime, RuntimeOptions, Store
 from bot.scheduler import HeartbeatScheduler, SchedulerOptions
@@ -63,10 +67,15 @@ class Services:
 
 
 @asynccontextmanager
-async def open_services(settings: Settings) -> AsyncIterator[Services]:
-    """The composition root plus the shared serving parts (not started: `run_components` does)."""
+async def open_services(
+    settings: Settings, *, observer: RuntimeObserver | None = None, store_observer: StoreCallObserver | None = None
+) -> AsyncIterator[Services]:
+    """The composition root plus the shared serving parts (not started: `run_components` does).
+
+    `observer` sees the runtime's turns and LLM calls, `store_observer` the shared store's calls
+    (the metrics of `bot.ops`); every turn's token usage is recorded and the daily budgets apply."""
     async with open_app(settings) as app:
-        store = app.store
+        store = app.store if store_observer is None else timed_store(app.store, store_observer)
 
         def template(kind: str, name: str) -> str:
             folder = settings.data_dir / ("personas" if kind == "persona" else "humans")
@@ -81,6 +90,12 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 lease_ttl=timedelta(seconds=options.lease_ttl_s),
                 reflection_idle=timedelta(minutes=options.reflection_idle_minutes),
                 reflection_min_period=timedelta(hours=options.reflection_min_period_hours),
+            ),
+            observer=observer,
+            meter=DailyBudgets(
+                store=store,
+                tokens_per_server=settings.budget.daily_tokens_per_server,
+                tokens_per_user=settings.budget.daily_tokens_per_user,
             ),
         )
         yield Services(
@@ -102,12 +117,40 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                     tick=timedelta(seconds=options.heartbeat_tick_s),
                     daily_tokens_per_agent=options.reflection_daily_tokens_per_agent,
                     daily_tokens_per_server=options.reflection_daily_tokens_per_server,
+                    sweep_every=timedelta(hours=settings.privacy.retention_sweep_hours),
                 ),
+                sweep=_retention_sweep(settings, app, store, runtime).run,
             ),
             admin=AdminService(
-                store=store, directory=app.directory, loop=app.loop, load_template=template, runtime=runtime
+                store=store,
+                directory=app.directory,
+                loop=app.loop,
+                load_template=template,
+                runtime=runtime,
+                budget_limits={
+                    "server": settings.budget.daily_tokens_per_server,
+                    "user": settings.budget.daily_tokens_per_user,
+                },
             ),
         )
+
+
+def _retention_sweep(settings: Settings, app: App, store: Store, runtime: Runtime) -> RetentionSweep:
+    """Inbox pruning always; recall retention when `privacy.retention_days` is set."""
+    privacy = settings.privacy
+    retention = (
+        RecallRetention(store=store, compactor=app.loop.compactor, keep_for=timedelta(days=privacy.retention_days))
+        if privacy.retention_days is not None
+        else None
+    )
+    return RetentionSweep(
+        store=store,
+        owner=runtime.owner,
+        retention=retention,
+        inbox_keep=timedelta(hours=privacy.inbox_keep_hours),
+        lease_ttl=timedelta(seconds=settings.runtime.lease_ttl_s),
+        on_changed=app.loop.forget_cached,
+    )
 
 
 async def run_components(services: Services, components: Sequence[Component], *, drain_s: float = 30.0) -> None:

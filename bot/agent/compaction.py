@@ -62,7 +62,7 @@ class Compactor:
                 "the context is full and nothing more can be summarised: the latest message alone is too long"
             )
         evicted = queue[:cut]
-        summary, usage = await self._summarize(agent.summary, evicted)
+        summary, usage = await self.summarize(agent.summary, evicted)
         try:
             await self._store.update_agent(
                 agent_id,
@@ -82,9 +82,9 @@ class Compactor:
         _log.info("agent %s: summarised %d messages (seq %d-%d)", agent_id, cut, evicted[0].seq, evicted[-1].seq)
         return usage
 
-    async def _summarize(self, previous: str, evicted: Sequence[StoredMessage]) -> tuple[str, Usage]:
+    async def summarize(self, previous: str, evicted: Sequence[StoredMessage]) -> tuple[str, Usage]:
         """Fold `evicted` into `previous`, in several calls when the transcript is too long
-        for one (the recursive part of the recursive summary)."""
+        for one (the recursive part of the recursive summary). Also used by recall retention."""
         budget = self._window.prompt_budget // 2
         summary = previous
         prompt_tokens = completion_tokens = 0

@@ -146,7 +146,7 @@ class AgentLoop:
         self._options = options
         self._clock = clock
         self.core = CoreMemory(store, default_limit=options.core_block_limit)
-        self.recall = RecallMemory(store)
+        self.recall = RecallMemory(store, embedder=embedder, clock=clock)
         self.archival = ArchivalMemory(store, embedder=embedder, clock=clock)
         self._functions = MemoryFunctions(
             store=store, core=self.core, recall=self.recall, archival=self.archival, clock=clock
@@ -165,6 +165,11 @@ class AgentLoop:
             window=options.window,
             max_user_message_chars=options.max_user_message_chars,
         )
+
+    @property
+    def compactor(self) -> Compactor:
+        """Folds messages into an agent's recursive summary (recall retention uses it too)."""
+        return self._compactor
 
     @property
     def tools(self) -> list[ToolSchema]:

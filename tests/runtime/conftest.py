@@ -23,7 +23,8 @@ from bot.agent.options import shipped_options
 from bot.agent.tokens import TokenCounter
 from bot.events import InboundMessage, ReplySink
 from bot.memory.sqlite import SQLiteStore
-from bot.runtime import LimitedChatModel, Runtime, RuntimeOptions, Store
+from bot.metering import LimitedChatModel
+from bot.runtime import Runtime, RuntimeOptions, Store
 from tests.fakes.llm_fixtures import SleepRecorder
 from tests.fakes.llm_server import FakeLLMServer
 
