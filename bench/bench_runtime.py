@@ -1,4 +1,5 @@
-"""Runtime benchmarks: many agents at once, the heartbeat tick at scale, memory per idle agent.
+"""Runtime benchmarks: bot overhead per message through the whole runtime, many agents at once,
+the heartbeat tick at scale, memory per idle agent.
 
     .venv/bin/python -m bench.bench_runtime                    # all sections, SQLite
     .venv/bin/python -m bench.bench_runtime --agents 1000 --latency 1.0
@@ -21,6 +22,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from bench.bench_engine import TimedModel
 from bot.agent.directory import AgentDirectory
 from bot.agent.llm import OpenAIChatModel, make_openai_client
 from bot.agent.loop import AgentLoop
@@ -29,6 +31,8 @@ from bot.agent.tokens import TokenCounter
 from bot.events import InboundMessage, ReplySink
 from bot.memory.sqlite import SQLiteStore
 from bot.metering import LimitedChatModel
+from bot.ops.budgets import DailyBudgets
+from bot.ops.metrics import Metrics
 from bot.runtime import Runtime, RuntimeOptions
 
 MODEL = "gpt-4o-mini"
@@ -123,6 +127,9 @@ async def burst(base_url: str, agents: int, latency: float, max_concurrent: int)
             loop=await build(base_url, store, max_concurrent=max_concurrent),
             sinks={"bench": deliveries.sink},
             options=RuntimeOptions(owner="bench"),
+            # As `membot run` has them: metrics observed, every turn's usage charged to the store.
+            observer=Metrics(),
+            meter=DailyBudgets(store=store, tokens_per_server=0, tokens_per_user=0),
         )
         await runtime.start()
         lag: list[float] = []
@@ -155,6 +162,77 @@ async def burst(base_url: str, agents: int, latency: float, max_concurrent: int)
         f"{agents} agents, LLM latency {latency:.1f} s, limit {max_concurrent}: "
         f"{agents / elapsed:.0f} replies/s, reply p50 {statistics.median(waits):.3f} s, p99 {p99:.3f} s; "
         f"event-loop lag p50 {statistics.median(lag):.1f} ms, max {max(lag):.1f} ms"
+    )
+
+
+async def runtime_overhead(base_url: str, messages: int) -> None:
+    """What one message costs membot itself, end to end through the runtime as `membot run` has
+    it (inbox, lease, turn, reply, usage charged, metrics observed): the time from `submit` to
+    the reply reaching the platform, minus the time spent inside the LLM call (SDK, HTTP, server)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SQLiteStore(Path(tmp) / "bench.sqlite3")
+        await store.open()
+        agent = await AgentDirectory(store, core_block_limit=2000).create(
+            name="bench",
+            persona="I am Sam.",
+            human="unknown",
+            persona_template="sam",
+            human_template="basic",
+            model=MODEL,
+        )
+        client = make_openai_client(base_url=base_url, api_key="bench", timeout=60)
+        timed = TimedModel(OpenAIChatModel(client=client, model=MODEL, max_retries=0))
+        loop = AgentLoop(
+            store=store,
+            model=LimitedChatModel(timed, max_concurrent=16),
+            counter=TokenCounter(model=MODEL),
+            embedder=None,
+            options=shipped_options(context_window=128_000, max_output_tokens=1000, summary_words=200),
+        )
+        delivered = asyncio.Event()
+
+        class _Sink:
+            async def send(self, text: str) -> str | None:
+                delivered.set()
+                return None
+
+            async def typing(self) -> None:
+                pass
+
+        runtime = Runtime(
+            store=store,
+            loop=loop,
+            sinks={"bench": lambda _message: _Sink()},
+            options=RuntimeOptions(owner="bench"),
+            observer=Metrics(),
+            meter=DailyBudgets(store=store, tokens_per_server=0, tokens_per_user=0),
+        )
+        await runtime.start()
+        overheads: list[float] = []
+        for i in range(messages):
+            message = InboundMessage(
+                platform="bench",
+                conversation_key="bench:server:channel:1",
+                speaker_id="u",
+                speaker_name="user",
+                text=f"tell me about number {i}",
+                sent_at=datetime.now(UTC),
+                platform_message_id=f"m{i}",
+                scope="bench:server",
+            )
+            delivered.clear()
+            llm_before = timed.llm_seconds
+            start = time.perf_counter()
+            await runtime.submit(agent.id, message, keys=[f"m{i}"])
+            await delivered.wait()
+            overheads.append((time.perf_counter() - start - (timed.llm_seconds - llm_before)) * 1000)
+            await runtime.wait_idle()
+        await runtime.stop()
+        await store.close()
+    overheads.sort()
+    print(
+        f"{messages} messages to one agent, submit -> reply delivered, excluding LLM time: "
+        f"median {statistics.median(overheads):.2f} ms, p95 {overheads[int(len(overheads) * 0.95) - 1]:.2f} ms"
     )
 
 
@@ -245,13 +323,17 @@ async def idle_memory(base_url: str, agents: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=200, help="messages for the per-message overhead")
     parser.add_argument("--agents", type=int, default=1000)
     parser.add_argument("--latency", type=float, default=1.0)
     parser.add_argument("--tick-agents", type=int, default=100_000)
     parser.add_argument("--idle-agents", type=int, default=10_000)
     args = parser.parse_args()
+    with llm_server(0.0) as base_url:
+        print("## Overhead per message through the runtime (SQLite, LLM answering at once, its time excluded)")
+        asyncio.run(runtime_overhead(base_url, args.messages))
     with llm_server(args.latency) as base_url:
-        print("## Burst: every agent gets one message at once")
+        print("\n## Burst: every agent gets one message at once")
         asyncio.run(burst(base_url, args.agents, args.latency, max_concurrent=args.agents))
         asyncio.run(burst(base_url, args.agents, args.latency, max_concurrent=max(1, args.agents // 4)))
     print("\n## Heartbeat tick")
