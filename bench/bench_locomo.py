@@ -99,7 +99,8 @@ def main() -> int:
     finally:
         server.terminate()
         server.wait()
-    print_table("hybrid (keyword + all-MiniLM-L6-v2, reciprocal rank fusion; ingest includes embedding)", hybrid)
+    print_table("hybrid (keyword + all-MiniLM-L6-v2: reciprocal rank fusion k = 10, then the neighbourhood; "
+                "ingest includes embedding)", hybrid)  # fmt: skip
     return 0
 
 

@@ -72,10 +72,38 @@ def ranking(*seqs_: int) -> list[StoredMessage]:
 
 
 def test_reciprocal_rank_fusion_by_hand() -> None:
-    # k = 60: 3 scores 1/63 + 1/61, 1 scores 1/61, 2 and 4 score 1/62 each (a tie: newest first).
-    assert seqs(fuse_rankings([ranking(1, 2, 3), ranking(3, 4)])) == [3, 1, 4, 2]
-    assert seqs(fuse_rankings([ranking(1, 2), []])) == [1, 2]
+    # k = 60, no neighbourhood: 3 scores 1/63 + 1/61, 1 scores 1/61, 2 and 4 score 1/62 each (a tie: newest first).
+    assert seqs(fuse_rankings([ranking(1, 2, 3), ranking(3, 4)], k=60, neighbour_weight=0)) == [3, 1, 4, 2]
+    assert seqs(fuse_rankings([ranking(1, 2), []], k=60, neighbour_weight=0)) == [1, 2]
     assert fuse_rankings([]) == []
+
+
+def test_a_small_fusion_constant_lets_each_rankings_top_beat_a_message_in_the_middle_of_both() -> None:
+    # Seqs 10 apart (no neighbours); 150 is 15th in both lists.
+    by_words = ranking(*range(10, 210, 10))
+    by_meaning = ranking(*range(1005, 1145, 10), 150, *range(1145, 1200, 10))
+    assert (seqs(by_words).index(150), seqs(by_meaning).index(150)) == (14, 14)
+    # k = 60: 150 scores 2/75 = 0.0267, more than either top (1/61 = 0.0164).
+    assert seqs(fuse_rankings([by_words, by_meaning], k=60, neighbour_weight=0))[0] == 150
+    # k = 10: 2/25 = 0.08, below ranks 1 (1/11) and 2 (1/12) of each list, above rank 3 (1/13).
+    fused = seqs(fuse_rankings([by_words, by_meaning], k=10, neighbour_weight=0))
+    assert fused[:5] == [1005, 10, 1015, 20, 150]
+    assert fuse_rankings([by_words, by_meaning], neighbour_weight=0) == fuse_rankings(
+        [by_words, by_meaning], k=10, neighbour_weight=0
+    )  # 10 is the default
+
+
+def test_the_neighbourhood_lifts_messages_among_other_matches() -> None:
+    # k = 10. RRF alone: 1 and 40 score 1/11 (0.0909), 20 and 25 score 1/12 (0.0833), 22 1/13 (0.0769).
+    by_words, by_meaning = ranking(1, 20, 22), ranking(40, 25)
+    assert seqs(fuse_rankings([by_words, by_meaning], neighbour_weight=0)) == [40, 1, 25, 20, 22]
+    # Weight 0.3, span 2: 20 gains 0.3 x 22's 1/13 (0.1064), 22 gains 0.3 x 20's 1/12 (0.1019);
+    # 25 is 3 from 22 (outside the span) and 1 and 40 have no ranked neighbour: unchanged.
+    assert seqs(fuse_rankings([by_words, by_meaning], neighbour_weight=0.3, neighbour_span=2)) == [20, 22, 40, 1, 25]
+    assert seqs(fuse_rankings([by_words, by_meaning])) == [20, 22, 40, 1, 25]  # those are the defaults
+    # A span of 3 brings 25 in as 22's neighbour: 22 = 1/13 + 0.3 (1/12 + 1/12) = 0.1269, 25 = 1/12 + 0.3/13 = 0.1064,
+    # 20 = 1/12 + 0.3/13 = 0.1064 too (a tie: newest first).
+    assert seqs(fuse_rankings([by_words, by_meaning], neighbour_span=3)) == [22, 25, 20, 40, 1]
 
 
 async def test_record_attaches_the_previous_searched_message_as_context(store: SQLiteStore) -> None:
@@ -147,3 +175,29 @@ async def test_hybrid_search_falls_back_to_keywords_when_embeddings_fail(
     assert (seqs(found), total) == ([2], 1)
     llm_server.fail_embeddings(None)
     assert await recall.embed_missing("agent-1") == 2  # caught up once the endpoint is back
+
+
+async def test_hybrid_search_ranks_by_the_fusion_with_its_neighbourhood(
+    store: SQLiteStore, openai_client: openai.AsyncOpenAI, llm_server: FakeLLMServer, sleeps: SleepRecorder
+) -> None:
+    embedder = OpenAIEmbedder(client=openai_client, model="fake-embed", sleep=sleeps)
+    recall = RecallMemory(store, embedder=embedder)
+    texts = [
+        "my kayak has a leak",  # 1: an isolated mention
+        "the soup needs salt",
+        "bread rises overnight",
+        "we rent a canoe on the river",  # 4-6: a stretch of talk about the river trip
+        "the river trip is on sunday",
+        "bring the canoe paddles for the river",
+        "tea or coffee",
+    ]
+    await recall.record("agent-1", [said(t, NOW) for t in texts])
+    found, _ = await recall.search_messages("agent-1", "kayak or canoe on the river", limit=7)
+    by_words, _ = await store.search_messages("agent-1", "kayak or canoe on the river", limit=50)
+    (vector,) = await embedder.embed(["kayak or canoe on the river"])
+    by_meaning, _ = await store.search_messages_vector("agent-1", vector, embedding_model="fake-embed", limit=50)
+    assert seqs(found) == seqs(fuse_rankings([by_words, by_meaning]))[:7]
+    # The stretch about the river comes first; the isolated kayak, second by plain fusion, falls behind it.
+    assert set(seqs(found)[:3]) == {4, 5, 6}
+    assert seqs(fuse_rankings([by_words, by_meaning], neighbour_weight=0)).index(1) == 1
+    assert seqs(found).index(1) > 2
