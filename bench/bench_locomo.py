@@ -99,8 +99,9 @@ def main() -> int:
     finally:
         server.terminate()
         server.wait()
-    print_table("hybrid (keyword + all-MiniLM-L6-v2: reciprocal rank fusion k = 10, then the neighbourhood; "
-                "ingest includes embedding)", hybrid)  # fmt: skip
+    print_table("hybrid (keyword + all-MiniLM-L6-v2, each message the mean of its sentences' vectors: reciprocal "
+                "rank fusion k = 10, the neighbourhood, the speaker the query names; ingest includes embedding)",
+                hybrid)  # fmt: skip
     return 0
 
 

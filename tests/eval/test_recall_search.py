@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import sqlite3
+import struct
 from collections.abc import AsyncIterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,13 +14,14 @@ import openai
 import pytest
 
 from bot.memory.openai_embeddings import OpenAIEmbedder
-from bot.memory.recall import RecallMemory, fuse_rankings
+from bot.memory.recall import RecallMemory, embedded_texts, fuse_rankings, mean_unit_vector
 from bot.memory.sqlite import SQLiteStore
 from bot.memory.store import MessageRole, NewMessage, StoredMessage
 from bot.memory.time_words import find_time_span
 from tests.contract.test_store_contract import new_agent, seqs
 from tests.fakes.llm_fixtures import SleepRecorder
 from tests.fakes.llm_server import FakeLLMServer
+from tests.fakes.llm_wire import embed_text
 
 NOW = datetime(2024, 3, 14, 12, 0, tzinfo=UTC)  # a Thursday
 
@@ -104,6 +108,52 @@ def test_the_neighbourhood_lifts_messages_among_other_matches() -> None:
     # A span of 3 brings 25 in as 22's neighbour: 22 = 1/13 + 0.3 (1/12 + 1/12) = 0.1269, 25 = 1/12 + 0.3/13 = 0.1064,
     # 20 = 1/12 + 0.3/13 = 0.1064 too (a tie: newest first).
     assert seqs(fuse_rankings([by_words, by_meaning], neighbour_span=3)) == [22, 25, 20, 40, 1]
+
+
+def spoken(seq: int, speaker: str | None, content: str = "") -> StoredMessage:
+    return StoredMessage(
+        agent_id="a", seq=seq, role="user", content=content or str(seq), created_at=NOW, tokens=1, speaker_name=speaker
+    )
+
+
+def test_a_speaker_the_query_names_scores_half_as_much_again() -> None:
+    # k = 10, seqs far apart (no neighbours): 1 (Bob) scores 1/11 = 0.0909, 20 (Alice Smith) 1/12 = 0.0833,
+    # 40 (no speaker) 1/13 = 0.0769.
+    by_words = [spoken(1, "Bob"), spoken(20, "Alice Smith"), spoken(40, None)]
+    assert seqs(fuse_rankings([by_words, []])) == [1, 20, 40]  # no query: no speaker named
+    assert seqs(fuse_rankings([by_words, []], query="what did we plan")) == [1, 20, 40]
+    # "Alice's" names Alice Smith: 20 scores 1.5 x 0.0833 = 0.125, above Bob's 0.0909.
+    assert seqs(fuse_rankings([by_words, []], query="what was Alice's plan")) == [20, 1, 40]
+    assert seqs(fuse_rankings([by_words, []], query="the Smiths' plans")) == [20, 1, 40]  # stemmed alike
+    assert seqs(fuse_rankings([by_words, []], query="Alice's plan", speaker_boost=0)) == [1, 20, 40]
+    # Naming both: 1 and 20 both x 1.5 (0.1364, 0.125), their order stays; 40 (no speaker) stays 0.0769.
+    assert seqs(fuse_rankings([by_words, []], query="Bob and Alice")) == [1, 20, 40]
+    # A boost of 0.05 is not enough: 0.0875 < 0.0909.
+    assert seqs(fuse_rankings([by_words, []], query="Alice", speaker_boost=0.05)) == [1, 20, 40]
+
+
+def test_a_message_is_embedded_sentence_by_sentence_with_its_speaker() -> None:
+    message = spoken(1, "Alice", "I fixed the kayak.  It leaks again!\nSee you on Sunday? It is 3.5 km away")
+    assert embedded_texts(message) == [
+        "Alice: I fixed the kayak.",
+        "Alice: It leaks again!",
+        "Alice: See you on Sunday?",
+        "Alice: It is 3.5 km away",  # no space after the point: not a sentence break
+    ]
+    assert embedded_texts(spoken(2, None, "tea or coffee")) == ["tea or coffee"]
+    assert embedded_texts(spoken(3, "Bob", "  ok.  ")) == ["Bob: ok."]
+    # 40 sentences: at most 32 texts, so 20 groups of 2.
+    long = embedded_texts(spoken(4, None, " ".join(f"Line {i}." for i in range(40))))
+    assert len(long) == 20 and long[0] == "Line 0. Line 1." and long[-1] == "Line 38. Line 39."
+
+
+def test_the_mean_of_sentence_vectors_by_hand() -> None:
+    assert mean_unit_vector([[0.6, 0.8]]) == [0.6, 0.8]  # one sentence: its vector as it is
+    half = mean_unit_vector([[1.0, 0.0], [0.0, 1.0]])  # mean (0.5, 0.5), length 1/sqrt(2)
+    assert half == pytest.approx([2**-0.5, 2**-0.5])
+    # Mean (2/3, 1/3), of length sqrt(5)/3: scaled, (2, 1) / sqrt(5).
+    assert mean_unit_vector([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]) == pytest.approx([2 / 5**0.5, 1 / 5**0.5])
+    assert mean_unit_vector([[1.0, 0.0], [-1.0, 0.0]]) == [0.0, 0.0]  # opposites: no direction to scale
 
 
 async def test_record_attaches_the_previous_searched_message_as_context(store: SQLiteStore) -> None:
@@ -201,3 +251,30 @@ async def test_hybrid_search_ranks_by_the_fusion_with_its_neighbourhood(
     assert set(seqs(found)[:3]) == {4, 5, 6}
     assert seqs(fuse_rankings([by_words, by_meaning], neighbour_weight=0)).index(1) == 1
     assert seqs(found).index(1) > 2
+
+
+async def test_hybrid_search_embeds_each_sentence_and_stores_their_mean(
+    store: SQLiteStore,
+    tmp_path: Path,
+    openai_client: openai.AsyncOpenAI,
+    llm_server: FakeLLMServer,
+    sleeps: SleepRecorder,
+) -> None:
+    embedder = OpenAIEmbedder(client=openai_client, model="fake-embed", sleep=sleeps)
+    recall = RecallMemory(store, embedder=embedder)
+    await recall.record("agent-1", [said("the kayak leaks. we patched it on sunday.", NOW), said("tea or coffee", NOW)])
+    await recall.search_messages("agent-1", "boat repairs")
+    batch, query = (r.body["input"] for r in llm_server.embedding_requests)
+    assert batch == ["Alice: the kayak leaks.", "Alice: we patched it on sunday.", "Alice: tea or coffee"]
+    assert query == ["boat repairs"]
+    # Message 1's vector is the mean of its two sentences' (bags of words, scaled to length 1): searched
+    # with that mean, or with either sentence's own vector, it comes first.
+    mean = mean_unit_vector([embed_text("Alice: the kayak leaks."), embed_text("Alice: we patched it on sunday.")])
+    for vector in (mean, embed_text("Alice: the kayak leaks."), embed_text("Alice: we patched it on sunday.")):
+        found, _ = await store.search_messages_vector("agent-1", vector, embedding_model="fake-embed", limit=2)
+        assert seqs(found) == [1, 2]
+    with closing(sqlite3.connect(tmp_path / "membot.sqlite3")) as conn:
+        (blob,) = conn.execute(
+            "SELECT e.embedding FROM message_embeddings e JOIN messages m ON m.id = e.id WHERE m.seq = 1"
+        ).fetchone()
+    assert list(struct.unpack(f"<{len(mean)}f", blob)) == pytest.approx(mean, abs=1e-6)
