@@ -435,7 +435,8 @@ class Runtime:
             agent_id, [m.platform_message_id for m in messages if m.platform_message_id]
         )
         fresh = [m for m in messages if m.platform_message_id not in recorded]
-        _log.debug("a turn for %d new message(s)", len(fresh), extra=log_content("\n".join(m.text for m in fresh)))
+        if _log.isEnabledFor(logging.DEBUG):  # the join costs on every turn otherwise
+            _log.debug("a turn for %d new message(s)", len(fresh), extra=log_content("\n".join(m.text for m in fresh)))
         latest = messages[-1]
         factory = self._sinks.get(latest.platform)
         if factory is None:

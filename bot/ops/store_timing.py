@@ -31,12 +31,13 @@ class _TimedStore:
         self._timed: dict[str, Callable[..., Any]] = {}
 
     def __getattr__(self, name: str) -> Any:
+        timed = self._timed.get(name)
+        if timed is not None:  # every store call comes here: the cached wrapper first
+            return timed
         attribute = getattr(self._inner, name)
         if name.startswith("_") or not inspect.iscoroutinefunction(attribute):
             return attribute
-        timed = self._timed.get(name)
-        if timed is None:
-            timed = self._timed[name] = self._wrap(name, attribute)
+        timed = self._timed[name] = self._wrap(name, attribute)
         return timed
 
     def _wrap(self, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
