@@ -46,22 +46,15 @@ async def open_store(settings: Settings) -> AsyncIterator[Store]:
     if settings.store.kind == "mongodb":
         if settings.store.mongodb_uri is None:
             raise ConfigError("MONGODB_URI: required when MEMBOT_STORE__KIND is mongodb")
-        try:
-            from bot.memory.mongo import MongoStore
-        except ImportError as exc:
-            raise ConfigError("the MongoDB store needs pymongo: pip install 'membot[mongodb]'") from exc
-        store = MongoStore(
+        store = _mongo_store(
             settings.store.mongodb_uri.get_secret_value(),
             database=settings.store.mongodb_database,
             wait_for_server_s=settings.store.mongodb_wait_s,
         )
     else:
         store = SQLiteStore(settings.store.sqlite_path)
-    await store.open()
-    try:
+    async with _opened(store):
         yield store
-    finally:
-        await store.close()
 
 
 @asynccontextmanager
@@ -74,16 +67,27 @@ async def open_store_url(url: str, *, database: str, must_exist: bool = False) -
             raise ConfigError(f"{url}: no such SQLite file")
         store = SQLiteStore(path)
     elif url.startswith(("mongodb://", "mongodb+srv://")):
-        try:
-            from bot.memory.mongo import MongoStore
-        except ImportError as exc:
-            raise ConfigError("the MongoDB store needs pymongo: pip install 'membot[mongodb]'") from exc
-        store = MongoStore(url, database=database)
+        store = _mongo_store(url, database=database)
     else:
         raise ConfigError(f"{url!r}: name a store as sqlite:PATH or mongodb://HOST/...")
+    async with _opened(store):
+        yield store
+
+
+def _mongo_store(uri: str, *, database: str, wait_for_server_s: float = 0.0) -> Store:
+    """The MongoDB store, or one clear line when pymongo (the `mongodb` extra) is missing."""
+    try:
+        from bot.memory.mongo import MongoStore
+    except ImportError as exc:
+        raise ConfigError("the MongoDB store needs pymongo: pip install 'membot[mongodb]'") from exc
+    return MongoStore(uri, database=database, wait_for_server_s=wait_for_server_s)
+
+
+@asynccontextmanager
+async def _opened(store: Store) -> AsyncIterator[None]:
     await store.open()
     try:
-        yield store
+        yield
     finally:
         await store.close()
 

@@ -317,7 +317,7 @@ def _a2a_server(settings: Settings, services: Services) -> Component:
     try:
         from bot.interop.a2a import A2AServer
     except ImportError as exc:
-        raise ConfigError(f"the A2A server needs its extra: pip install 'membot[a2a]' ({exc})") from None
+        raise _missing_extra("a2a", exc) from None
     return A2AServer(runtime=services.runtime, directory=services.app.directory, settings=settings.a2a)
 
 
