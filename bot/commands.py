@@ -359,7 +359,7 @@ def _check_platform_settings(settings: Settings, platforms: Sequence[str]) -> No
 
 def discord_invite_url(settings: Settings) -> int:
     """`membot discord invite-url`: the link that adds the bot to a server, printed."""
-    from bot.discord_urls import application_id_from_token, invite_url
+    from bot.discord.urls import application_id_from_token, invite_url
 
     application_id = settings.discord.application_id
     token = settings.discord.token

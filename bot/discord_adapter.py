@@ -4,7 +4,7 @@
         ─> router.route ─> InboundMessage ─> runtime.submit(keys=["discord:msg:ID"])
         ─> attachments the user asked to keep ─> archival memory
     MESSAGE_UPDATE / MESSAGE_DELETE of a message still waiting for its turn ─> revised / withdrawn
-    INTERACTION_CREATE ─> the command tree (`bot.discord_commands`: /memory ..., /forget-me)
+    INTERACTION_CREATE ─> the command tree (`bot.discord.commands`: /memory ..., /forget-me)
     runtime ─> sink_for(message) ─> typing, split at 2000 chars, reply to the triggering message
 
 The bot answers when mentioned, when a message replies to it, in DMs, in threads it started
@@ -14,7 +14,7 @@ Without the message content intent it answers only mentions (and replies that me
 and DMs: Discord hides the text of every other server message.
 
 A message edited before its turn ran is answered with its new text; one deleted before its
-turn ran is not answered (`bot.discord_revisions`). Once the turn has started the reply
+turn ran is not answered (`bot.discord.revisions`). Once the turn has started the reply
 stands: an edit is ignored, and a reply to a deleted message is posted without the reference.
 discord.py lives in the `bot.discord_*` modules only.
 """
@@ -31,10 +31,10 @@ import discord
 
 from bot.admin import AdminService
 from bot.config import DiscordSettings
-from bot.discord_commands import AdminCommandTree, MemoryCommands, forget_me_command
-from bot.discord_documents import DocumentOutcome, asks_to_save, is_document, read_documents
-from bot.discord_revisions import PendingMessages
-from bot.discord_urls import DiscordURLs, configure_discord_urls
+from bot.discord.commands import AdminCommandTree, MemoryCommands, forget_me_command
+from bot.discord.documents import DocumentOutcome, asks_to_save, is_document, read_documents
+from bot.discord.revisions import PendingMessages
+from bot.discord.urls import DiscordURLs, configure_discord_urls
 from bot.errors import ConfigError, LLMError, StoreError
 from bot.events import InboundMessage, ReplySink
 from bot.memory.archival import ArchivalMemory

@@ -3,7 +3,7 @@
     event ─> Bolt (signature verified in HTTP mode; own messages dropped) ─> _admit (team,
         bots, edits and deletions) ─> addressed to us? ─> Place ─> router.route
         ─> runtime.submit(keys=["slack:msg:TEAM:CHANNEL:TS", "slack:event:ID"]) ─> ack
-    runtime ─> sink_for(message) ─> bot.slack_replies (thread of the triggering message)
+    runtime ─> sink_for(message) ─> bot.slack.replies (thread of the triggering message)
 
 Bolt runs with `process_before_response`: Slack's acknowledgement is sent only once the
 listener has stored the event in the inbox, so an event is never acknowledged and lost; the
@@ -42,11 +42,11 @@ from bot.errors import ConfigError
 from bot.events import InboundMessage, ReplySink
 from bot.router import Place, Router
 from bot.runtime import Runtime
-from bot.slack_admin import AdminRequest, SlackAdmin
-from bot.slack_client import SLACK_FAILURES, error_code, make_web_client
-from bot.slack_commands import SlackCommands
-from bot.slack_people import SlackPeople
-from bot.slack_replies import ReplyRoute, SlackReplies
+from bot.slack.admin import AdminRequest, SlackAdmin
+from bot.slack.client import SLACK_FAILURES, error_code, make_web_client
+from bot.slack.commands import SlackCommands
+from bot.slack.people import SlackPeople
+from bot.slack.replies import ReplyRoute, SlackReplies
 
 __all__ = ["EMPTY_MENTION", "PLATFORM", "JoinedThreads", "SlackAdapter", "message_text"]
 

@@ -392,7 +392,7 @@ def test_discord_token_comes_from_the_standard_name_and_shards_are_checked(monke
 
 
 def test_discord_defaults_are_discord_py_s_own() -> None:
-    from bot.config import DEFAULT_DISCORD_API_BASE_URL, DEFAULT_DISCORD_GATEWAY_URL
-    from bot.discord_urls import DISCORD
+    from bot.config.platforms import DEFAULT_DISCORD_API_BASE_URL, DEFAULT_DISCORD_GATEWAY_URL
+    from bot.discord.urls import DISCORD
 
     assert (DISCORD.api_base_url, DISCORD.gateway_url) == (DEFAULT_DISCORD_API_BASE_URL, DEFAULT_DISCORD_GATEWAY_URL)

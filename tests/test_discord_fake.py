@@ -1,7 +1,7 @@
 """The fake Discord under the real discord.py: login, gateway, REST, sharding, resume, app commands.
 
 These tests prove the emulator, not membot: a plain `discord.Client` (or `AutoShardedClient`,
-or a `CommandTree`) pointed at the fake by `bot.discord_urls`, as the adapter will be.
+or a `CommandTree`) pointed at the fake by `bot.discord.urls`, as the adapter will be.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import discord
 import pytest
 from discord import app_commands
 
-from bot.discord_urls import DISCORD, configure_discord_urls, current_discord_urls
+from bot.discord.urls import DISCORD, configure_discord_urls, current_discord_urls
 from tests.fakes.discord_fixtures import connected, fast_client_options
 from tests.fakes.discord_server import ChannelType, DiscordFake, FakeChannel, FakeGuild, FakeUser, RecordedRequest
 from tests.fakes.discord_wire import Intent

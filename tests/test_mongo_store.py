@@ -18,9 +18,9 @@ from pymongo import AsyncMongoClient
 from pymongo.monitoring import CommandFailedEvent, CommandListener, CommandStartedEvent, CommandSucceededEvent
 
 from bot.errors import LeaseLostError, NotFoundError, SchemaVersionError, StoreError
-from bot.memory import mongo_schema
 from bot.memory.mongo import MongoStore
-from bot.memory.mongo_schema import SCHEMA_VERSION
+from bot.memory.mongo import schema as mongo_schema
+from bot.memory.mongo.schema import SCHEMA_VERSION
 from bot.memory.policy_store import AuditEntry, Policy
 from bot.memory.runtime_store import WRITE_FENCE, Fence, InboxEntry
 from bot.memory.store import AgentRecord, AgentUpdate, CoreBlock, NewMessage, NewPassage

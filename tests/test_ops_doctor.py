@@ -17,7 +17,7 @@ import yaml
 
 from bot.cli import main
 from bot.memory.sqlite import SQLiteStore
-from bot.memory.sqlite_schema import SCHEMA_VERSION
+from bot.memory.sqlite.schema import SCHEMA_VERSION
 from bot.ops.doctor_platforms import SLACK_BOT_SCOPES
 from tests.fakes.discord_server import DiscordFake, Intent
 from tests.fakes.llm_server import FakeLLMServer, RawReply, TextReply, ToolCallReply, http_error, tool_call
@@ -195,7 +195,7 @@ def test_a_store_written_by_a_newer_membot_fails_and_a_missing_one_warns(
 def test_mongodb_is_reached_and_its_schema_reported(
     env: pytest.MonkeyPatch, llm_server: FakeLLMServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from bot.memory.mongo_schema import SCHEMA_VERSION as MONGO_SCHEMA
+    from bot.memory.mongo.schema import SCHEMA_VERSION as MONGO_SCHEMA
     from tests.contract.mongo_backend import shared_uri
     from tests.test_privacy import drop_database
 

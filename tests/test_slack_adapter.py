@@ -14,8 +14,8 @@ from typing import Any
 import openai
 import pytest
 
+from bot.slack.replies import MESSAGE_LIMIT
 from bot.slack_adapter import EMPTY_MENTION
-from bot.slack_replies import MESSAGE_LIMIT
 from tests.fakes.llm_fixtures import SleepRecorder
 from tests.fakes.llm_server import Computed, FakeLLMServer, Step
 from tests.fakes.slack_api import ALICE, BOB, DM_ALICE, GENERAL, RANDOM, FakeSlack

@@ -12,8 +12,8 @@ from typing import Any
 import openai
 import pytest
 
-from bot.slack_admin import CANCEL_ACTION, CONFIRM_ACTION
-from bot.slack_commands import MODAL_CALLBACK, SHORTCUT_CALLBACK
+from bot.slack.admin import CANCEL_ACTION, CONFIRM_ACTION
+from bot.slack.commands import MODAL_CALLBACK, SHORTCUT_CALLBACK
 from tests.fakes.llm_fixtures import SleepRecorder
 from tests.fakes.llm_server import FakeLLMServer
 from tests.fakes.slack_api import ADMIN, ALICE, BOB, GENERAL, OWNER, FakeSlack, ResponseUrlPost

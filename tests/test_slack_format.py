@@ -1,10 +1,10 @@
-"""Markdown -> Slack mrkdwn (`bot.slack_format`)."""
+"""Markdown -> Slack mrkdwn (`bot.slack.format`)."""
 
 from __future__ import annotations
 
 import pytest
 
-from bot.slack_format import markdown_to_mrkdwn, mrkdwn_escape
+from bot.slack.format import markdown_to_mrkdwn, mrkdwn_escape
 
 
 @pytest.mark.parametrize(

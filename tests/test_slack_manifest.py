@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from bot.slack_commands import COMMAND, SHORTCUT_CALLBACK
+from bot.slack.commands import COMMAND, SHORTCUT_CALLBACK
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,7 +43,10 @@ def _manifest() -> dict[str, Any]:
 
 
 def _methods_called() -> set[str]:
-    source = "\n".join(path.read_text(encoding="utf-8") for path in (ROOT / "bot").glob("slack_*.py"))
+    source = "\n".join(
+        path.read_text(encoding="utf-8")
+        for path in [ROOT / "bot" / "slack_adapter.py", *(ROOT / "bot" / "slack").glob("*.py")]
+    )
     return set(re.findall(r"\b(?:self\.)?_?client\.([a-z]+_[A-Za-z0-9_]+)\(", source))
 
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from bot.errors import SchemaVersionError, StoreError
-from bot.memory import sqlite_schema
 from bot.memory.policy_store import AuditEntry, Policy
 from bot.memory.runtime_store import InboxEntry
 from bot.memory.sqlite import SQLiteStore
-from bot.memory.sqlite_schema import SCHEMA_VERSION, match_expression
+from bot.memory.sqlite import schema as sqlite_schema
+from bot.memory.sqlite.schema import SCHEMA_VERSION, match_expression
 from bot.memory.store import AgentRecord, CoreBlock, NewMessage, NewPassage, StoredToolCall
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

@@ -102,5 +102,5 @@ def test_query_terms_drop_stop_words_and_keep_one_term_per_distinct_word() -> No
 
 
 def test_stop_words_are_the_sqlite_stores() -> None:
-    sqlite_schema = pytest.importorskip("bot.memory.sqlite_schema")
+    sqlite_schema = pytest.importorskip("bot.memory.sqlite.schema")
     assert sqlite_schema._STOP_WORDS == STOP_WORDS

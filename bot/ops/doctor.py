@@ -171,7 +171,7 @@ async def check_store(settings: Settings) -> Check:
     if settings.store.kind == "sqlite":
         return await asyncio.to_thread(_check_sqlite, settings)
     from bot.app import open_store
-    from bot.memory.mongo_schema import SCHEMA_VERSION
+    from bot.memory.mongo.schema import SCHEMA_VERSION
 
     try:
         async with open_store(settings) as store:
@@ -194,7 +194,7 @@ async def check_store(settings: Settings) -> Check:
 
 
 def _check_sqlite(settings: Settings) -> Check:
-    from bot.memory.sqlite_schema import SCHEMA_VERSION
+    from bot.memory.sqlite.schema import SCHEMA_VERSION
 
     path = settings.store.sqlite_path
     if not path.exists():

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from bot.errors import NotFoundError
-from bot.memory import sqlite_schema
 from bot.memory.sqlite import SQLiteStore
+from bot.memory.sqlite import schema as sqlite_schema
 from bot.memory.store import AgentUpdate, MemoryStore
 from tests.contract.test_store_contract import T0, msg, new_agent, seqs
 

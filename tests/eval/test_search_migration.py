@@ -6,8 +6,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from bot.memory import sqlite_schema
 from bot.memory.sqlite import SQLiteStore
+from bot.memory.sqlite import schema as sqlite_schema
 
 
 def make_version_3(path: Path) -> None:

@@ -1,7 +1,7 @@
 """Pytest fixtures for the fake Discord (registered in tests/conftest.py via `pytest_plugins`).
 
 `discord_fake` is a started `DiscordFake` with discord.py pointed at it (through
-`bot.discord_urls.configure_discord_urls`, as the adapter will do), restored and stopped
+`bot.discord.urls.configure_discord_urls`, as the adapter will do), restored and stopped
 after the test. `connected` runs a real discord.py client against it until the block ends.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 import discord
 import pytest
 
-from bot.discord_urls import configure_discord_urls
+from bot.discord.urls import configure_discord_urls
 from tests.fakes.discord_server import DiscordFake
 
 __all__ = ["connected", "discord_fake", "fast_client_options"]

@@ -3,9 +3,9 @@
 Pointing discord.py at it (what membot's Discord adapter must make configurable)
 ----------------------------------------------------------------------------------
 discord.py reads its two addresses from class attributes, so two settings move it whole
-(`bot/discord_urls.py` explains which code paths read which):
+(`bot/discord/urls.py` explains which code paths read which):
 
-    from bot.discord_urls import configure_discord_urls
+    from bot.discord.urls import configure_discord_urls
     previous = configure_discord_urls(fake.urls)
     #   discord.http.Route.BASE = fake.base_url                 "http://127.0.0.1:PORT/api/v10"
     #   discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(fake.gateway_url)
@@ -57,7 +57,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from bot.discord_urls import DiscordURLs
+from bot.discord.urls import DiscordURLs
 from tests.fakes.discord_commands import CommandRegistry
 from tests.fakes.discord_gateway import Gateway, GatewayConnection, SessionInfo
 from tests.fakes.discord_http import HttpFront
@@ -169,7 +169,7 @@ class DiscordFake(LoopbackServer):
 
     @property
     def urls(self) -> DiscordURLs:
-        """Both, for `bot.discord_urls.configure_discord_urls`."""
+        """Both, for `bot.discord.urls.configure_discord_urls`."""
         return DiscordURLs(api_base_url=self.base_url, gateway_url=self.gateway_url)
 
     def _run(self, coroutine: Coroutine[Any, Any, _T]) -> asyncio.Future[_T]:

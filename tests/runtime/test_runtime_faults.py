@@ -28,7 +28,7 @@ from bot.agent.directory import AgentDirectory
 from bot.agent.llm import make_openai_client
 from bot.events import InboundMessage, ReplySink
 from bot.memory.mongo import MongoStore
-from bot.memory.mongo_schema import LEASES, to_us
+from bot.memory.mongo.schema import LEASES, to_us
 from bot.memory.runtime_store import Lease
 from bot.runtime import Runtime, Store
 from bot.scheduler import HeartbeatScheduler

@@ -1,6 +1,6 @@
 """`SQLitePolicyStore`: the `PolicyStore` half of `SQLiteStore` (routing policies and the admin audit log).
 
-The tables are in `sqlite_schema` (schema version 2). As in `sqlite_runtime`, each method is one
+The tables are in `schema` (schema version 2). As in `runtime`, each method is one
 synchronous function run on the store's worker thread by `_run`, which `SQLiteStore` provides.
 
 - Policies: a server's own policy is stored with channel NULL, so a channel is never confused
@@ -25,8 +25,8 @@ from typing import cast, get_args
 
 from bot.errors import StoreError
 from bot.memory.policy_store import AuditEntry, Policy, RoutingMode
-from bot.memory.sqlite_runtime import Mode
-from bot.memory.sqlite_schema import as_text, from_us, opt_str, to_us
+from bot.memory.sqlite.runtime import Mode
+from bot.memory.sqlite.schema import as_text, from_us, opt_str, to_us
 
 __all__ = ["SQLitePolicyStore"]
 

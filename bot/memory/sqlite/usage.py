@@ -1,6 +1,6 @@
 """`SQLiteUsageStore`: the `UsageStore` half of `SQLiteStore` (token usage and daily budgets).
 
-The tables are in `sqlite_schema` (schema version 6). As in `sqlite_policy`, each method is one
+The tables are in `schema` (schema version 6). As in `policy`, each method is one
 synchronous function run on the store's worker thread by `_run`, which `SQLiteStore` provides.
 
 - Usage: one row per (day, scope, channel, agent, user, model), '' standing for None in the key
@@ -18,7 +18,7 @@ import sqlite3
 from collections.abc import Callable
 from datetime import date
 
-from bot.memory.sqlite_runtime import Mode
+from bot.memory.sqlite.runtime import Mode
 from bot.memory.usage_store import BudgetState, UsageRecord
 
 __all__ = ["SQLiteUsageStore"]

@@ -1,5 +1,5 @@
 """`MongoUsageStore`: the `UsageStore` half of `MongoStore` (token usage and daily budgets).
-Collections and indexes are in `mongo_schema`.
+Collections and indexes are in `schema`.
 
 - Usage: one document per (day, scope, channel, agent_id, user_id, model) under the unique
   `usage_by_key`; None is stored as null, which the index holds like any value and which sorts
@@ -21,7 +21,7 @@ from typing import Any
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from bot.memory.mongo_schema import BUDGETS, USAGE
+from bot.memory.mongo.schema import BUDGETS, USAGE
 from bot.memory.usage_store import BudgetState, UsageRecord
 
 __all__ = ["MongoUsageStore"]

@@ -1,7 +1,7 @@
 """`/membot` subcommands: parse, check, call `bot.admin.AdminService`, format as mrkdwn.
 
 Platform wiring (the slash command, the buttons, the message shortcut, `@membot admin ...`
-in threads) is `bot.slack_commands`; this module only turns one request's text into one
+in threads) is `bot.slack.commands`; this module only turns one request's text into one
 `AdminAnswer`. The admin check is here, once, for every way in: workspace admins and owners
 (`users.info`) and the configured user ids; `AdminService` checks the `Actor` again.
 Destructive subcommands (`reset`, `forget`) answer with a confirmation button whose value
@@ -21,8 +21,8 @@ from bot.admin import Actor, AdminService, BudgetStatus, MemorySummary, ResetRep
 from bot.errors import ConfigError, CoreBlockLimitError, NotAllowedError, NotFoundError, UserFacingError
 from bot.memory.policy_store import Policy, RoutingMode
 from bot.router import Place, Router
-from bot.slack_format import mrkdwn_escape
-from bot.slack_people import SlackPeople
+from bot.slack.format import mrkdwn_escape
+from bot.slack.people import SlackPeople
 
 __all__ = ["CANCEL_ACTION", "CONFIRM_ACTION", "HELP", "AdminAnswer", "AdminFile", "AdminRequest", "SlackAdmin"]
 

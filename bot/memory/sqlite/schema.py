@@ -16,12 +16,12 @@ Layout decisions (the "why" lives here, next to the DDL):
   bm25() measured several times slower on `detail=column` tables.
 - Times are INTEGER microseconds since the Unix epoch, UTC.
 - Version 2 adds the runtime's coordination tables (`inbox`, `inbox_keys`, `leases`,
-  `heartbeats`; see `sqlite_runtime`). They key on the agent's string id with no foreign key
+  `heartbeats`; see `runtime`). They key on the agent's string id with no foreign key
   to `agents`: an event may be stored for an agent that is being created or was just deleted,
   and `delete_agent` removes them explicitly. An entry's keys are a separate table so that one
   UNIQUE index refuses a key taken by any entry; they are also kept, in order, as JSON on the
   entry for reading back.
-- Version 2 also holds the routing `policies` and the admin `audit` log (see `sqlite_policy`).
+- Version 2 also holds the routing `policies` and the admin `audit` log (see `policy`).
   Neither refers to `agents`: the log must outlive the agents it names.
 - Version 3 adds `agents.last_seq`, the highest message seq ever given to the agent. New
   messages continue from it, not from the highest seq still stored, so deleting the newest
@@ -34,9 +34,9 @@ Layout decisions (the "why" lives here, next to the DDL):
   answer's words are often in the question it replies to. `message_embeddings` holds recall
   messages' vectors (one per message, unit float32, by model) for hybrid search; they go with
   their message (ON DELETE CASCADE).
-- Version 5 adds `joined_threads`: the threads the bot was mentioned in (see `sqlite_policy`).
+- Version 5 adds `joined_threads`: the threads the bot was mentioned in (see `policy`).
 - Version 6 adds LLM token `usage` per day, server, channel, agent, user and model, and the
-  daily `budgets` state (see `sqlite_usage`).
+  daily `budgets` state (see `usage`).
 """
 
 from __future__ import annotations
@@ -322,7 +322,7 @@ _SCHEMA_V5: tuple[str, ...] = (
 )
 
 _SCHEMA_V6: tuple[str, ...] = (
-    # LLM token usage (see `sqlite_usage`): one row per UTC day, server, channel, agent, user and
+    # LLM token usage (see `usage`): one row per UTC day, server, channel, agent, user and
     # model, its counters added to by each turn. '' stands for "none" in the key columns, so the
     # primary key (NULLs are distinct in it) makes each combination one row to upsert.
     """CREATE TABLE usage (
@@ -351,7 +351,7 @@ _SCHEMA_V6: tuple[str, ...] = (
 )
 
 #: The version of this file's layout. SQLite's own: MongoDB versions its database separately
-#: (`bot.memory.mongo_schema.SCHEMA_VERSION`), and neither store reads the other's number.
+#: (`bot.memory.mongo.schema.SCHEMA_VERSION`), and neither store reads the other's number.
 SCHEMA_VERSION = 6
 
 #: Statements that take a database from version N (the key) to N + 1; 0 is an empty file.

@@ -15,7 +15,7 @@ the batch is there (so an edit is never kept without its record in recall, nor t
 This needs one writer per agent at a time, which the runtime's lease provides (and the store's
 per-agent lock within a process); a second writer gets a StoreError, never a torn log.
 
-Fencing (`WRITE_FENCE`, see `mongo_runtime`): a fenced write passes its lease token, and every
+Fencing (`WRITE_FENCE`, see `runtime`): a fenced write passes its lease token, and every
 update of the agent document it makes (settling, allocating, committing, truncating, rolling back)
 carries `fence <= token` in its filter, so a writer whose lease was taken over is refused
 (`LeaseLostError`) at the commit point itself. `gate` is the check for writes that do not end in
@@ -43,8 +43,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
 from bot.errors import LeaseLostError, NotFoundError, StoreError
-from bot.memory import mongo_schema as schema
-from bot.memory.mongo_schema import AGENTS, BLOCKS, LogKind
+from bot.memory.mongo import schema
+from bot.memory.mongo.schema import AGENTS, BLOCKS, LogKind
 from bot.memory.text_terms import BM25_B, BM25_K1, bm25_idf, query_terms
 
 __all__ = ["HIDDEN_FIELDS", "AgentLogs", "Also", "fenced"]
@@ -122,7 +122,7 @@ class AgentLogs:
 
         In a transaction it is an update (`fence_gate` + 1) filtered on the fence, so a new holder
         raising the fence meanwhile makes one of the two conflict: exact. Without one it is a read
-        just before the write, which a takeover can still slip between (see `mongo_runtime`)."""
+        just before the write, which a takeover can still slip between (see `runtime`)."""
         if session is None or token is None:
             await self.check_fence(agent_id, token)
             return

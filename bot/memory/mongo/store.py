@@ -1,15 +1,15 @@
 """`MongoStore`: the memory store on MongoDB (standalone, replica set, sharded cluster or Atlas).
 
 Six modules, one noun each: this one (connection, errors, agents and blocks, the protocol's
-methods); `mongo_schema` (collections, indexes, document shapes, migrations); `mongo_log` (seq
+methods); `schema` (collections, indexes, document shapes, migrations); `log` (seq
 allocation, all-or-nothing appends with or without transactions, bm25 text search);
-`mongo_vectors` (`$vectorSearch` or the numpy fallback); `mongo_runtime` (inbox, leases, heartbeat
-schedule, and how memory writes are fenced); `mongo_policy` (routing policies, the audit log).
+`vectors` (`$vectorSearch` or the numpy fallback); `runtime` (inbox, leases, heartbeat
+schedule, and how memory writes are fenced); `policy` (routing policies, the audit log).
 `docs/mongodb.md` is the operator's guide.
 
 Every memory write of an agent made under `WRITE_FENCE` for it is refused with `LeaseLostError`
 when another replica has since taken the agent's lease (exactly with transactions; on a
-standalone server with the small window `mongo_runtime` describes).
+standalone server with the small window `runtime` describes).
 
 Every pymongo error leaves as a StoreError naming the host and database (never the password);
 pymongo's retryable reads and writes run first, so a blip in a turn is absorbed and a lost
@@ -44,13 +44,13 @@ from pymongo.errors import (
 )
 
 from bot.errors import NotFoundError, SchemaVersionError, StoreError, VersionConflictError
-from bot.memory import mongo_schema as schema
-from bot.memory.mongo_log import HIDDEN_FIELDS, AgentLogs, fenced
-from bot.memory.mongo_policy import MongoPolicyStore
-from bot.memory.mongo_runtime import MongoRuntimeStore, fence_token
-from bot.memory.mongo_schema import AGENTS, BLOCKS, MESSAGES, META, PASSAGES, SCHEMA_DOC_ID, SCHEMA_VERSION
-from bot.memory.mongo_usage import MongoUsageStore
-from bot.memory.mongo_vectors import VectorSearch, embedding_value, unit_vector
+from bot.memory.mongo import schema
+from bot.memory.mongo.log import HIDDEN_FIELDS, AgentLogs, fenced
+from bot.memory.mongo.policy import MongoPolicyStore
+from bot.memory.mongo.runtime import MongoRuntimeStore, fence_token
+from bot.memory.mongo.schema import AGENTS, BLOCKS, MESSAGES, META, PASSAGES, SCHEMA_DOC_ID, SCHEMA_VERSION
+from bot.memory.mongo.usage import MongoUsageStore
+from bot.memory.mongo.vectors import VectorSearch, embedding_value, unit_vector
 from bot.memory.runtime_store import WRITE_FENCE
 from bot.memory.store import (
     AgentRecord,

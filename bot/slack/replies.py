@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.events import ReplySink
-from bot.slack_client import SLACK_FAILURES, error_code
-from bot.slack_format import markdown_to_mrkdwn
+from bot.slack.client import SLACK_FAILURES, error_code
+from bot.slack.format import markdown_to_mrkdwn
 from bot.text_split import split_message
 
 __all__ = ["MESSAGE_LIMIT", "STREAM_MESSAGE_LIMIT", "STREAM_PIECE", "ReplyRoute", "SlackReplies"]

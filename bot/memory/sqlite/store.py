@@ -1,7 +1,7 @@
 """`SQLiteStore`: the embedded `MemoryStore` (and, through `SQLiteRuntimeStore` and
 `SQLitePolicyStore`, `RuntimeStore` and `PolicyStore`), one stdlib sqlite3 connection in WAL mode.
 
-Recall search is FTS5 over `messages_fts` (see `sqlite_schema` for the layout). An agent's
+Recall search is FTS5 over `messages_fts` (see `schema` for the layout). An agent's
 messages are one rowid range, so FTS5 itself filters by agent (and, by rowid arithmetic, by
 role). Terms are OR-ed and ranked by bm25() (speaker name and context weighted half of content), ties
 newest first. bm25() costs a few µs per matching row, so on huge histories its work is
@@ -18,7 +18,7 @@ up front, so read-then-write never deadlocks); reads of several statements that 
 and its total) in one read transaction; single-statement reads in autocommit. A call cancelled
 while it waits is dropped; one cancelled while it runs still commits or rolls back whole.
 
-Every memory write of an agent runs through `_write_fenced` (see `sqlite_runtime`): refused with
+Every memory write of an agent runs through `_write_fenced` (see `runtime`): refused with
 `LeaseLostError`, inside its transaction, when made under a lease another replica has since taken.
 """
 
@@ -38,9 +38,9 @@ from typing import Any, cast
 
 from bot.errors import NotFoundError, StoreError, VersionConflictError
 from bot.memory.runtime_store import WRITE_FENCE
-from bot.memory.sqlite_policy import SQLitePolicyStore
-from bot.memory.sqlite_runtime import Mode, SQLiteRuntimeStore, check_fence, delete_runtime_rows
-from bot.memory.sqlite_schema import (
+from bot.memory.sqlite.policy import SQLitePolicyStore
+from bot.memory.sqlite.runtime import Mode, SQLiteRuntimeStore, check_fence, delete_runtime_rows
+from bot.memory.sqlite.schema import (
     INSERT_MESSAGE,
     INSERT_PASSAGE,
     ROLE_CODES,
@@ -62,7 +62,7 @@ from bot.memory.sqlite_schema import (
     unit_vector_bytes,
     vars_of,
 )
-from bot.memory.sqlite_usage import SQLiteUsageStore
+from bot.memory.sqlite.usage import SQLiteUsageStore
 from bot.memory.store import (
     AgentRecord,
     AgentUpdate,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack_client import SLACK_FAILURES, error_code
+from bot.slack.client import SLACK_FAILURES, error_code
 
 __all__ = ["SlackPeople", "SlackPerson"]
 

@@ -1,5 +1,5 @@
 """`MongoPolicyStore`: the `PolicyStore` half of `MongoStore` (routing policies and the admin audit log).
-Collections and indexes are in `mongo_schema`.
+Collections and indexes are in `schema`.
 
 - Policies: one document per (scope, channel) under the unique `policies_by_key`; a server's own
   policy has `channel: null`, which a unique index holds like any other value (one per scope)
@@ -24,8 +24,8 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from bot.errors import StoreError
-from bot.memory import mongo_schema as schema
-from bot.memory.mongo_schema import AUDIT, JOINED_THREADS, META, POLICIES, to_us
+from bot.memory.mongo import schema
+from bot.memory.mongo.schema import AUDIT, JOINED_THREADS, META, POLICIES, to_us
 from bot.memory.policy_store import AuditEntry, Policy, RoutingMode
 
 __all__ = ["MongoPolicyStore"]

@@ -1,7 +1,7 @@
 """How the Discord admin commands show what `AdminService` returns: Discord Markdown, within 2,000 characters.
 
 Pure functions of the service's values (no discord.py here), so the `/memory` commands in
-`bot.discord_commands` stay parse, check, call, format.
+`bot.discord.commands` stay parse, check, call, format.
 """
 
 from __future__ import annotations

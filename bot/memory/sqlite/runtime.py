@@ -1,7 +1,7 @@
 """`SQLiteRuntimeStore`: the `RuntimeStore` half of `SQLiteStore` (inbox, leases, heartbeat
 schedule), and the fence check every memory write of `SQLiteStore` makes.
 
-The tables are in `sqlite_schema` (schema version 2). As in `sqlite`, each method is one
+The tables are in `schema` (schema version 2). As in `store`, each method is one
 synchronous function run on the store's worker thread by `_run`, which `SQLiteStore`
 provides; writes run in BEGIN IMMEDIATE, so a read-then-write (the fence check and the write
 it guards, a claim's select and update) holds the file's write lock throughout and no other
@@ -27,7 +27,7 @@ from typing import Literal, cast, get_args
 
 from bot.errors import LeaseLostError
 from bot.memory.runtime_store import WRITE_FENCE, DueHeartbeat, Fence, HeartbeatState, InboxEntry, InboxStatus, Lease
-from bot.memory.sqlite_schema import from_us, opt_str, to_us
+from bot.memory.sqlite.schema import from_us, opt_str, to_us
 
 __all__ = ["Mode", "SQLiteRuntimeStore", "check_fence", "delete_runtime_rows"]
 

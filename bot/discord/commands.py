@@ -25,7 +25,7 @@ import discord
 from discord import app_commands
 
 from bot.admin import Actor, AdminService, MemorySummary, ResetScope
-from bot.discord_render import agent_markdown, audit_lines, forget_text, reset_text, summary_text, usage_text
+from bot.discord.render import agent_markdown, audit_lines, forget_text, reset_text, summary_text, usage_text
 from bot.errors import (
     ConfigError,
     CoreBlockLimitError,

@@ -5,7 +5,7 @@ Every listener acknowledges at once (Slack wants it within 3 s) and runs the req
 background, on a task the adapter owns. Answers are ephemeral: through the request's
 `response_url`, or, where there is none or it has expired, `chat.postEphemeral`. Files
 (dumps, exports) go to the admin's DM with the bot through `files_upload_v2`, never into the
-channel. Parsing, the admin check and formatting are `bot.slack_admin`'s.
+channel. Parsing, the admin check and formatting are `bot.slack.admin`'s.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot.slack_admin import CANCEL_ACTION, CONFIRM_ACTION, AdminAnswer, AdminRequest, SlackAdmin
-from bot.slack_client import SLACK_FAILURES, error_code
+from bot.slack.admin import CANCEL_ACTION, CONFIRM_ACTION, AdminAnswer, AdminRequest, SlackAdmin
+from bot.slack.client import SLACK_FAILURES, error_code
 
 __all__ = ["COMMAND", "MODAL_CALLBACK", "SHORTCUT_CALLBACK", "SlackCommands", "Spawn"]
 

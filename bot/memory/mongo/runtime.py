@@ -1,5 +1,5 @@
 """`MongoRuntimeStore`: the `RuntimeStore` half of `MongoStore` (inbox, leases, heartbeat schedule),
-and how `MongoStore` fences memory writes. Collections and indexes are in `mongo_schema`.
+and how `MongoStore` fences memory writes. Collections and indexes are in `schema`.
 
 Every operation here is one single-document atomic command, so none needs a transaction:
 
@@ -46,9 +46,9 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from bot.errors import LeaseLostError
-from bot.memory import mongo_schema as schema
-from bot.memory.mongo_log import AgentLogs
-from bot.memory.mongo_schema import AGENTS, HEARTBEATS, INBOX, LEASES, META, from_us, to_us
+from bot.memory.mongo import schema
+from bot.memory.mongo.log import AgentLogs
+from bot.memory.mongo.schema import AGENTS, HEARTBEATS, INBOX, LEASES, META, from_us, to_us
 from bot.memory.runtime_store import WRITE_FENCE, DueHeartbeat, HeartbeatState, InboxEntry, InboxStatus, Lease
 
 __all__ = ["MongoRuntimeStore", "fence_token"]

@@ -28,7 +28,7 @@ only, and the store must hand back exactly the datetime it was given.
 `<log>_allocated` is the last seq handed out, `<log>_committed` the last one readers may see,
 `<log>_count`/`<log>_length` the document count and term count bm25 needs. `<log>` is
 `messages` or `passages` (passages get a per-agent seq too: insertion order and the watermark).
-`fence` mirrors the agent's lease token (`mongo_runtime` explains the fencing); `fence_gate`
+`fence` mirrors the agent's lease token (`runtime` explains the fencing); `fence_gate`
 counts fence checks made in transactions (a write, so it conflicts with a new holder's).
 
 An inbox entry's keys sit in its own `keys` array under a unique multikey index: a single-document
@@ -180,7 +180,7 @@ INDEXES: tuple[IndexSpec, ...] = (
     IndexSpec(
         collection=JOINED_THREADS, name="joined_threads_by_key", keys=(("scope", 1), ("thread", 1)), is_unique=True
     ),
-    # Token usage (see `mongo_usage`; new collections: `open()` creates them, no migration). One
+    # Token usage (see `usage`; new collections: `open()` creates them, no migration). One
     # document per key, which also orders reports; a server's day is its prefix (day, scope).
     IndexSpec(
         collection=USAGE,
