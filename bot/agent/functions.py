@@ -19,7 +19,7 @@ from bot.agent.model import ToolSchema
 from bot.errors import FunctionArgumentError, ModelFacingError
 from bot.memory.archival import ArchivalMemory
 from bot.memory.core import CoreMemory
-from bot.memory.recall import RecallMemory
+from bot.memory.recall import RecallMemory, TurnBounds
 from bot.memory.store import AgentUpdate, MemoryStore, NewMessage
 
 __all__ = [
@@ -203,19 +203,33 @@ class MemoryFunctions:
         self._clock = clock
 
     async def run(
-        self, agent_id: str, call: FunctionCall, *, send: Sender, record_result: ResultRecorder
+        self,
+        agent_id: str,
+        call: FunctionCall,
+        *,
+        send: Sender,
+        record_result: ResultRecorder,
+        bounds: TurnBounds | None = None,
     ) -> FunctionOutcome:
-        """Run one call; model-facing errors become a failed result with a heartbeat."""
+        """Run one call; model-facing errors become a failed result with a heartbeat. `bounds`: the
+        turn the call is made in, which recall searches leave out (see `RecallMemory.search_messages`)."""
         try:
             args = parse_arguments(call)
-            return await self._dispatch(agent_id, call, args, send=send, record_result=record_result)
+            return await self._dispatch(agent_id, call, args, send=send, record_result=record_result, bounds=bounds)
         except ModelFacingError as exc:
             return FunctionOutcome(
                 name=call.name, result=format_result(is_ok=False, message=str(exc)), is_ok=False, request_heartbeat=True
             )
 
     async def _dispatch(
-        self, agent_id: str, call: FunctionCall, args: _Args, *, send: Sender, record_result: ResultRecorder
+        self,
+        agent_id: str,
+        call: FunctionCall,
+        args: _Args,
+        *,
+        send: Sender,
+        record_result: ResultRecorder,
+        bounds: TurnBounds | None,
     ) -> FunctionOutcome:
         def done(message: str, *, recorded: bool = False, sent: str | None = None) -> FunctionOutcome:
             heartbeat = isinstance(args, _Chained) and args.request_heartbeat
@@ -245,9 +259,9 @@ class MemoryFunctions:
                 block = await self._core.replace(agent_id, label, old, new, record=core_recorder(label))
                 return done(_block_note(label, block.value), recorded=True)
             case ConversationSearch(query=query, page=page):
-                return done(await self._recall.search(agent_id, query, page=page))
+                return done(await self._recall.search(agent_id, query, page=page, bounds=bounds))
             case ConversationSearchDate(start_date=start, end_date=end, page=page):
-                return done(await self._recall.search_date(agent_id, start, end, page=page))
+                return done(await self._recall.search_date(agent_id, start, end, page=page, bounds=bounds))
             case ArchivalMemoryInsert(content=content):
                 await self._archival.insert(agent_id, [content])
                 return done("Saved to archival memory.")

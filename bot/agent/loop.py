@@ -28,7 +28,7 @@ from bot.events import InboundMessage, Interrupt, ReplySink, TurnInput
 from bot.memory.archival import ArchivalMemory
 from bot.memory.core import CoreMemory
 from bot.memory.embeddings import Embedder
-from bot.memory.recall import RecallMemory
+from bot.memory.recall import RecallMemory, TurnBounds
 from bot.memory.store import (
     AgentRecord,
     AgentUpdate,
@@ -125,6 +125,17 @@ class _Turn:
     result: TurnResult
     is_reminded: bool = False
     is_overflow_retried: bool = False
+    #: The seq of the turn's first message (its first input, or its first step's message when it
+    #: had none recorded now: a turn resumed after a crash); recall searches leave it and later out.
+    first_seq: int | None = None
+    #: Where the context window of the last prompt started; recall searches rank it after older history.
+    context_start_seq: int = 1
+
+    def bounds(self, recorded: StoredMessage) -> TurnBounds:
+        """The bounds of a search made in this turn, once `recorded` (a message of it) is stored."""
+        if self.first_seq is None:
+            self.first_seq = recorded.seq
+        return TurnBounds(turn_start_seq=self.first_seq, context_start_seq=self.context_start_seq)
 
 
 class AgentLoop:
@@ -198,11 +209,7 @@ class AgentLoop:
         an input is a user message, or when `is_reply_owed` says so (a turn resumed after a
         crash, whose messages are already in recall).
         """
-        agent = await self._store.get_agent(agent_id)
-        if agent is None:
-            raise NotFoundError(f"agent {agent_id!r} does not exist")
-        if agent.is_paused:
-            raise AgentPausedError("This agent is paused by an admin.")
+        started = await self.begin_turn(agent_id, inputs)
         turn = _Turn(
             agent_id=agent_id,
             reply=reply,
@@ -210,8 +217,8 @@ class AgentLoop:
             is_owed=is_reply_owed if is_reply_owed is not None else any(isinstance(i, InboundMessage) for i in inputs),
             is_shared=is_shared,
             result=TurnResult(),
+            first_seq=None if started is None else started.turn_start_seq,
         )
-        await self._record_inputs(agent, inputs)
         await reply.typing()
         try:
             await self._run_steps(turn)
@@ -224,6 +231,20 @@ class AgentLoop:
                     "Sorry, I can't reach my language model right now. Your message is saved; try again in a moment."
                 )
         return turn.result
+
+    async def begin_turn(self, agent_id: str, inputs: Sequence[TurnInput]) -> TurnBounds | None:
+        """What a turn does first (`run_turn`): check that the agent may run and record `inputs`
+        in recall (after a long silence, a login event first). Returns the bounds recall searches
+        keep to until the turn's context changes, or None when `inputs` recorded nothing."""
+        agent = await self._store.get_agent(agent_id)
+        if agent is None:
+            raise NotFoundError(f"agent {agent_id!r} does not exist")
+        if agent.is_paused:
+            raise AgentPausedError("This agent is paused by an admin.")
+        first_seq = await self._record_inputs(agent, inputs)
+        if first_seq is None:
+            return None
+        return TurnBounds(turn_start_seq=first_seq, context_start_seq=agent.context_start_seq)
 
     async def _run_steps(self, turn: _Turn) -> None:
         while True:
@@ -249,7 +270,7 @@ class AgentLoop:
         calls = tuple(FunctionCall(id=c.id, name=c.name, arguments=c.arguments) for c in completion.tool_calls)
         if completion.content:
             turn.observer.on_thought(completion.content)
-        await self.recall.record(
+        (recorded,) = await self.recall.record(
             turn.agent_id,
             [
                 self._new_message(
@@ -259,6 +280,7 @@ class AgentLoop:
                 )
             ],
         )
+        bounds = turn.bounds(recorded)
         heartbeat: Heartbeat | None = None
         for call in calls:
             outcome = await self._functions.run(
@@ -266,6 +288,7 @@ class AgentLoop:
                 call,
                 send=lambda text: self._send(turn, text),
                 record_result=lambda c, text: self._new_message("tool", text, tool_call_id=c.id, tool_name=c.name),
+                bounds=bounds,
             )
             if not outcome.is_recorded:
                 await self.recall.record(
@@ -321,6 +344,7 @@ class AgentLoop:
         blocks = await self.core.blocks(turn.agent_id)
         passages = await self.archival.count(turn.agent_id)
         queues = self._shared_queues if turn.is_shared else self._queues
+        turn.context_start_seq = agent.context_start_seq
         queue = await queues.load(turn.agent_id, agent.context_start_seq)
         system = build_system_message(
             instructions=self._options.instructions, agent=agent, blocks=blocks, passage_count=passages
@@ -382,7 +406,8 @@ class AgentLoop:
         await turn.reply.send(text)
         turn.result.replies.append(text)
 
-    async def _record_inputs(self, agent: AgentRecord, inputs: Sequence[TurnInput]) -> None:
+    async def _record_inputs(self, agent: AgentRecord, inputs: Sequence[TurnInput]) -> int | None:
+        """Record the inputs; returns the seq of the first message recorded (None for none)."""
         messages: list[NewMessage] = []
         last_seen = agent.last_user_message_at
         latest: datetime | None = None
@@ -411,10 +436,10 @@ class AgentLoop:
                     messages.append(self._event(f"{item.kind}: {item.reason}", at=item.at))
                 case _:
                     assert_never(item)
-        if messages:
-            await self.recall.record(agent.id, messages)
+        stored = await self.recall.record(agent.id, messages) if messages else []
         if latest is not None:
             await self._update_agent(agent.id, AgentUpdate(last_user_message_at=latest))
+        return stored[0].seq if stored else None
 
     async def _record_event(self, agent_id: str, text: str) -> None:
         await self.recall.record(agent_id, [self._event(text)])

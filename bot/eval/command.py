@@ -50,6 +50,9 @@ class EvalOptions:
     out: Path
     archival: bool
     baseline: Literal["full-context"] | None
+    #: retrieval: the question is recorded as the agent's user message before its search, as in
+    #: production; False searches without it (the old measure, for benchmarks to compare).
+    is_question_recorded: bool = True
 
 
 async def eval_locomo(settings: Settings, options: EvalOptions, *, console: Console) -> int:
@@ -70,6 +73,8 @@ async def eval_locomo(settings: Settings, options: EvalOptions, *, console: Cons
         "store": options.store,
         "archival": options.archival,
         "baseline": options.baseline,
+        # A run's progress from before questions were recorded is not resumed with them.
+        "questions": "recorded" if options.is_question_recorded else "unrecorded",
         "model": settings.llm.model if options.mode == "qa" else None,
         "judge_model": _judge_model(settings) if options.mode == "qa" else None,
         "embedding_model": settings.embeddings.model,
@@ -191,7 +196,15 @@ async def _ask(
     if kind == "retrieval":
         if not question.evidence:
             return record | {"scored": False}
-        score = await score_question(question, sample, agent, app.loop, archival=options.archival)
+        score = await score_question(
+            question,
+            sample,
+            agent,
+            app.loop,
+            store=app.store,
+            archival=options.archival,
+            is_recorded=options.is_question_recorded,
+        )
         return (
             record
             | {

@@ -7,8 +7,9 @@ text. Each session is one append (all or none), so an interrupted ingest resumes
 session recall does not hold. With `archival`, each session is also one archival passage
 (embedded when the agent loop has an embedder, full text otherwise).
 
-After ingest the agent's context starts past the conversation (`context_start_seq`): a question
-finds the conversation only by searching memory, as it would months later in production.
+After ingest the agent's context starts past the conversation (`context_start_seq`) and its user
+was last seen at the conversation's last turn: a question finds the conversation only by
+searching memory, as it would months later in production.
 """
 
 from __future__ import annotations
@@ -82,8 +83,12 @@ async def ingest_sample(
     dia_ids = {m.seq: m.platform_message_id for m in stored if m.platform_message_id in turn_ids}
     last_seq = max(dia_ids, default=0)
     agent = await directory.require(agent.id)
-    if agent.context_start_seq <= last_seq:
-        await store.update_agent(agent.id, AgentUpdate(context_start_seq=last_seq + 1), expected_version=agent.version)
+    last_said = max((t.at for t in sample.turns), default=None)
+    if agent.context_start_seq <= last_seq or (last_said is not None and agent.last_user_message_at is None):
+        update = AgentUpdate(
+            context_start_seq=max(agent.context_start_seq, last_seq + 1), last_user_message_at=last_said
+        )
+        await store.update_agent(agent.id, update, expected_version=agent.version)
     return IngestedAgent(agent_id=agent.id, last_seq=last_seq, turns=len(sample.turns), dia_ids=dia_ids)
 
 

@@ -2,8 +2,8 @@
 
 Each question is a user message to the sample's agent, so the agent decides what to search, as
 it would in production. Its `send_message` replies are the answer. The turn is then undone
-(its messages deleted, the agent's context, summary and core memory put back), so no question
-sees another's. `--baseline full-context` asks the model the same question with the whole
+(`turns.undone_turn`: its messages deleted, the agent's context, summary and core memory put
+back), so no question sees another's. `--baseline full-context` asks the model the same question with the whole
 conversation in the prompt instead, for comparison on the same run.
 
 Grading follows the published LoCoMo comparisons (Mem0's harness and those after it): an LLM
@@ -20,15 +20,14 @@ import re
 import string
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from bot.agent.loop import AgentLoop
 from bot.agent.model import ChatMessage, ChatModel
-from bot.eval.ingest import EVAL_PLATFORM, IngestedAgent
+from bot.eval.ingest import IngestedAgent
 from bot.eval.locomo import ADVERSARIAL, Question, Sample
-from bot.events import InboundMessage
+from bot.eval.turns import question_message, undone_turn
 from bot.memory.stemming import porter_stem
-from bot.memory.store import AgentUpdate, CoreBlock, MemoryStore
+from bot.memory.store import MemoryStore
 
 __all__ = ["JUDGE_PROMPT", "AnswerScore", "answer_f1", "answer_full_context", "answer_with_agent", "judge"]
 
@@ -55,7 +54,6 @@ say, answer that it is not mentioned.
 
 {conversation}"""
 
-_EXAMINER = "examiner"
 _ARTICLES = re.compile(r"\b(a|an|the|and)\b")
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
 
@@ -90,40 +88,10 @@ async def answer_with_agent(
 ) -> tuple[str, int, int, str | None]:
     """The agent's answer (its send_message texts), prompt and completion tokens, and the turn's
     error if it failed; the agent's memory is as before afterwards."""
-    before = await store.get_agent(agent.agent_id)
-    blocks = await store.get_blocks(agent.agent_id)
     sink = _CollectingSink()
-    message = InboundMessage(
-        platform=EVAL_PLATFORM,
-        conversation_key=f"{EVAL_PLATFORM}:{sample.sample_id}",
-        speaker_id=f"{EVAL_PLATFORM}:{_EXAMINER}",
-        speaker_name=_EXAMINER,
-        text=question.text,
-        sent_at=datetime.now(UTC),
-    )
-    try:
-        result = await loop.run_turn(agent.agent_id, [message], reply=sink)
-    finally:
-        await _undo_turn(store, loop, agent, before_blocks=blocks, summary=before.summary if before else "")
+    async with undone_turn(agent, store=store, loop=loop):
+        result = await loop.run_turn(agent.agent_id, [question_message(question, sample)], reply=sink)
     return "\n".join(sink.sent).strip(), result.prompt_tokens, result.completion_tokens, result.error
-
-
-async def _undo_turn(
-    store: MemoryStore, loop: AgentLoop, agent: IngestedAgent, *, before_blocks: list[CoreBlock], summary: str
-) -> None:
-    await store.delete_messages_from(agent.agent_id, agent.last_seq + 1)
-    current = {b.label: b for b in await store.get_blocks(agent.agent_id)}
-    for block in before_blocks:
-        now = current.get(block.label)
-        if now is not None and now.value != block.value:
-            await store.write_block(
-                agent.agent_id, block.label, block.value, limit=block.limit, expected_version=now.version
-            )
-    record = await store.get_agent(agent.agent_id)
-    if record is not None:
-        update = AgentUpdate(context_start_seq=agent.last_seq + 1, summary=summary, is_pressure_warned=False)
-        await store.update_agent(agent.agent_id, update, expected_version=record.version)
-    loop.forget_cached(agent.agent_id)
 
 
 async def answer_full_context(question: Question, sample: Sample, *, model: ChatModel) -> tuple[str, int, int]:

@@ -31,6 +31,13 @@ Search (`search_messages`, behind `conversation_search`) ranks in up to three wa
      vector it is one word among the many of its message.
   Without vectors (no embedder, the endpoint down) the ranking is the keyword one, unchanged.
 
+A search made during a turn (`TurnBounds`) never finds the messages of the turn being answered:
+the user's message is in recall before the agent searches, and found, it would make any word
+"said" (asked "did I ever mention Zanzibar?", the agent would find Zanzibar mentioned). Messages
+still in the context window come after all older ones: the agent sees them already, and recall
+search is for what fell out of view (MemGPT's design), but they stay findable (the prompt shows a
+long message cut short, and "no match" for a message the agent can see would contradict it).
+
 The functions here format results for the model: compact lines, not JSON, because search
 results are paid for in prompt tokens on every following step.
 """
@@ -41,7 +48,7 @@ import logging
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 
 from bot.errors import FunctionArgumentError, LLMError
@@ -57,6 +64,7 @@ __all__ = [
     "RRF_K",
     "SPEAKER_BOOST",
     "RecallMemory",
+    "TurnBounds",
     "embedded_texts",
     "format_message_line",
     "fuse_rankings",
@@ -84,6 +92,23 @@ _CATCH_UP_BATCH = 256
 #: How far back `record` looks for the message a new one replies to.
 _CONTEXT_LOOKBACK = 16
 _NO_SEQ_ABOVE = 1 << 40
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TurnBounds:
+    """Where a turn stands in the agent's history when it searches (see the module docstring)."""
+
+    #: The first message of the turn being answered (its first input): it and every later
+    #: message are never found.
+    turn_start_seq: int
+    #: The first message of the context window the model was shown: messages from here to the
+    #: turn come after all older ones.
+    context_start_seq: int
+
+    def seq_ranges(self) -> list[tuple[int, int]]:
+        """The searched seq ranges [from, before), in the order their matches are listed."""
+        window = min(self.context_start_seq, self.turn_start_seq)
+        return [(first, before) for first, before in ((1, window), (window, self.turn_start_seq)) if first < before]
 
 
 class RecallMemory:
@@ -119,44 +144,100 @@ class RecallMemory:
     async def count(self, agent_id: str) -> int:
         return await self._store.count_messages(agent_id)
 
-    async def search(self, agent_id: str, query: str, *, page: int = 0) -> str:
+    async def search(self, agent_id: str, query: str, *, page: int = 0, bounds: TurnBounds | None = None) -> str:
         """`conversation_search`: one page of messages ranked by relevance."""
         if not query.strip():
             raise FunctionArgumentError("query must not be empty.")
-        found, total = await self.search_messages(agent_id, query, offset=page * PAGE_SIZE, limit=PAGE_SIZE)
+        found, total = await self.search_messages(
+            agent_id, query, offset=page * PAGE_SIZE, limit=PAGE_SIZE, bounds=bounds
+        )
         return _format_page(found, total, page, empty=f"No messages match {query!r}.")
 
     async def search_messages(
-        self, agent_id: str, query: str, *, offset: int = 0, limit: int = PAGE_SIZE
+        self,
+        agent_id: str,
+        query: str,
+        *,
+        offset: int = 0,
+        limit: int = PAGE_SIZE,
+        bounds: TurnBounds | None = None,
     ) -> tuple[list[StoredMessage], int]:
-        """Messages best first (see the module docstring) and how many there are in all."""
+        """Messages best first (see the module docstring) and how many there are in all; with
+        `bounds`, as a search made during that turn finds them."""
         span = find_time_span(query, now=self._clock())
         words = span.rest if span is not None else query
-        if span is None and self._embedder is None:
-            return await self._store.search_messages(agent_id, words, offset=offset, limit=limit)
+        turn_start = None if bounds is None else bounds.turn_start_seq
         if span is not None and not query_terms(words):
-            return await self._store.messages_between(agent_id, span.start, span.end, offset=offset, limit=limit)
+            # Time order puts the context window's messages last already.
+            return await self._store.messages_between(
+                agent_id, span.start, span.end, offset=offset, limit=limit, before_seq=turn_start
+            )
+        ranges: list[tuple[int, int | None]] = [(1, None)] if bounds is None else [*bounds.seq_ranges()]
         depth = max(_CANDIDATES, offset + limit)
-        ranked, total = await self._store.search_messages(agent_id, words, limit=depth)
+        by_meaning: list[StoredMessage] = []
         if self._embedder is not None:
-            by_meaning = await self._search_by_meaning(agent_id, query, depth)
-            if by_meaning:
-                ranked = fuse_rankings([ranked, by_meaning], query=words)
-                total = max(total, len(ranked))
+            # The window's messages may take places in the vector ranking: as many more are read.
+            extra = 0 if bounds is None else min(max(bounds.turn_start_seq - bounds.context_start_seq, 0), depth)
+            by_meaning = await self._search_by_meaning(agent_id, query, depth + extra)
+        page: list[StoredMessage] = []
+        total = 0
+        for first, before in ranges:
+            ranked, found = await self._ranked(
+                agent_id,
+                words,
+                span,
+                [m for m in by_meaning if m.seq >= first and (before is None or m.seq < before)],
+                first=first,
+                before=before,
+                depth=depth,
+            )
+            page += ranked[max(offset - total, 0) : max(offset + limit - total, 0)]
+            total += found
+        return page, total
+
+    async def _ranked(
+        self,
+        agent_id: str,
+        words: str,
+        span: TimeSpan | None,
+        by_meaning: list[StoredMessage],
+        *,
+        first: int,
+        before: int | None,
+        depth: int,
+    ) -> tuple[list[StoredMessage], int]:
+        """The messages with first <= seq < before, best first (at least the first `depth` of them),
+        and how many there are in all."""
+        ranked, total = await self._store.search_messages(
+            agent_id, words, limit=depth, from_seq=first, before_seq=before
+        )
+        if by_meaning:
+            ranked = fuse_rankings([ranked, by_meaning], query=words)
+            total = max(total, len(ranked))
         if span is not None:
-            in_span, _ = await self._store.messages_between(agent_id, span.start, span.end, limit=depth)
+            in_span, _ = await self._store.messages_between(
+                agent_id, span.start, span.end, limit=depth, from_seq=first, before_seq=before
+            )
             ranked = _from_span_first(ranked, in_span, span)
             total = max(total, len(ranked))
-        return ranked[offset : offset + limit], total
+        return ranked, total
 
-    async def search_date(self, agent_id: str, start_date: str, end_date: str, *, page: int = 0) -> str:
-        """`conversation_search_date`: messages from start_date through end_date (whole days, UTC)."""
+    async def search_date(
+        self, agent_id: str, start_date: str, end_date: str, *, page: int = 0, bounds: TurnBounds | None = None
+    ) -> str:
+        """`conversation_search_date`: messages from start_date through end_date (whole days, UTC),
+        the turn being answered left out (see `search_messages`)."""
         start = parse_date_bound(start_date, is_end=False)
         end = parse_date_bound(end_date, is_end=True)
         if end <= start:
             raise FunctionArgumentError(f"end_date {end_date!r} is before start_date {start_date!r}.")
         found, total = await self._store.messages_between(
-            agent_id, start, end, offset=page * PAGE_SIZE, limit=PAGE_SIZE
+            agent_id,
+            start,
+            end,
+            offset=page * PAGE_SIZE,
+            limit=PAGE_SIZE,
+            before_seq=None if bounds is None else bounds.turn_start_seq,
         )
         return _format_page(found, total, page, empty=f"No messages between {start_date} and {end_date}.")
 

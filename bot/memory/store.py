@@ -276,13 +276,17 @@ class MemoryStore(Protocol):
         offset: int = 0,
         limit: int = 5,
         roles: Sequence[MessageRole] = ("user", "assistant"),
+        from_seq: int = 1,
+        before_seq: int | None = None,
     ) -> tuple[list[StoredMessage], int]:
         """Full-text search ranked by relevance (best first; ties newest first), with the total match count.
 
         Matches words with stemming (`running` finds `run`), ignoring case and punctuation. Searches
         the content, the speaker name and the message's `context` (FTS5's bm25 with weights 1, 0.5
         and 0.5). Stop words (`text_terms.STOP_WORDS`) are dropped from the query; an empty,
-        all-stop-word or all-punctuation query matches nothing.
+        all-stop-word or all-punctuation query matches nothing. Only messages with
+        `from_seq <= seq < before_seq` (no upper bound when None) are found and counted; the bounds
+        never change a match's score (bm25's statistics are those of the unbounded search).
         """
         ...
 
@@ -295,8 +299,11 @@ class MemoryStore(Protocol):
         offset: int = 0,
         limit: int = 5,
         roles: Sequence[MessageRole] = ("user", "assistant"),
+        from_seq: int = 1,
+        before_seq: int | None = None,
     ) -> tuple[list[StoredMessage], int]:
-        """Messages with start <= created_at < end in time order (ties by seq), with the total."""
+        """Messages with start <= created_at < end and `from_seq <= seq < before_seq` (no upper
+        bound when None) in time order (ties by seq), with the total."""
         ...
 
     async def messages_without_embedding(

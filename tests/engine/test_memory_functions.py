@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from tests.engine.conftest import EngineFactory
+from bot.memory.store import AgentUpdate
+from tests.engine.conftest import Engine, EngineFactory
 from tests.fakes.llm_server import TextReply, ToolCallReply, tool_call
 
 
@@ -68,6 +69,76 @@ async def test_conversation_search_finds_an_old_message(make_engine: EngineFacto
     results = tool_results(engine.request_messages(-1))
     assert results[-1]["status"] == "OK"
     assert "I adopted a dog named Biscuit" in str(results[-1]["message"])
+
+
+async def ask_about_a_word_never_said(engine: Engine) -> list[str]:
+    engine.server.enqueue(reply("Nice!"))
+    await engine.say("I adopted a dog named Biscuit")
+    engine.server.enqueue(
+        call("conversation_search", query="Did I ever mention zanzibar?"),
+        call("conversation_search", query="zanzibar"),
+        reply("No."),
+    )
+    await engine.say("Did I ever mention zanzibar?")
+    return [str(r["message"]) for r in tool_results(engine.request_messages(-1))[-2:]]
+
+
+async def test_conversation_search_never_finds_the_message_it_answers(make_engine: EngineFactory) -> None:
+    # The user's message is in recall before the agent searches; found, it would say that a word
+    # never said before was said ("found: yes").
+    assert await ask_about_a_word_never_said(await make_engine()) == [
+        "No messages match 'Did I ever mention zanzibar?'.",
+        "No messages match 'zanzibar'.",
+    ]
+
+
+async def test_hybrid_search_never_finds_the_message_it_answers(make_engine: EngineFactory) -> None:
+    # By meaning the nearest messages are always found; the question itself (its own nearest) is not one.
+    for found in await ask_about_a_word_never_said(await make_engine(with_embeddings=True)):
+        assert "Biscuit" in found and "zanzibar" not in found
+
+
+async def test_conversation_search_ranks_what_left_the_context_before_what_is_still_in_it(
+    make_engine: EngineFactory,
+) -> None:
+    engine = await make_engine()
+    engine.server.enqueue(reply("Nice!"))
+    await engine.say("I adopted a dog named Biscuit")
+    # Evicted, as compaction leaves it: only in recall from now on.
+    agent = await engine.store.get_agent(engine.agent.id)
+    assert agent is not None
+    window_start = len(await engine.store.get_messages(engine.agent.id)) + 1
+    await engine.store.update_agent(
+        engine.agent.id, AgentUpdate(context_start_seq=window_start), expected_version=agent.version
+    )
+    engine.server.enqueue(reply("ok"))
+    await engine.say("my dog dog dog loves the dog park")  # a better bm25 match, still in the context window
+    engine.server.enqueue(
+        call("conversation_search", query="dog"), call("conversation_search", query="dog", page=1), reply("Biscuit")
+    )
+    await engine.say("what was my dog called again?")
+    first, second = (str(r["message"]).splitlines() for r in tool_results(engine.request_messages(-1))[-2:])
+    assert first[0] == "Page 0 of 1 (pages start at 0), 2 results:"
+    assert "I adopted a dog named Biscuit" in first[1]
+    assert "my dog dog dog loves the dog park" in first[2]
+    assert second == ["No results on page 1; there are 2 results in all."]
+
+
+async def test_conversation_search_date_leaves_out_the_turn_being_answered(make_engine: EngineFactory) -> None:
+    engine = await make_engine()
+    engine.server.enqueue(reply("ok"))
+    await engine.say("lunch was great")
+    engine.server.enqueue(call("conversation_search_date", start_date="2026-05-01", end_date="2026-05-01"), reply("ok"))
+    await engine.say("what did I say today?")
+    found = str(tool_results(engine.request_messages(-1))[-1]["message"]).splitlines()
+    assert found[0] == "Page 0 of 1 (pages start at 0), 2 results:"
+    assert "lunch was great" in found[1] and "you: " in found[2]  # the agent's reply of that turn
+    # Time words in conversation_search follow the same rule.
+    engine.server.enqueue(call("conversation_search", query="today"), reply("ok"))
+    await engine.say("and what else today?")
+    found = str(tool_results(engine.request_messages(-1))[-1]["message"]).splitlines()
+    assert not any("what else today" in line for line in found)
+    assert any("what did I say today?" in line for line in found)
 
 
 async def test_conversation_search_date_pages_by_day(make_engine: EngineFactory) -> None:

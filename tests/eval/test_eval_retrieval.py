@@ -13,9 +13,22 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
+from rich.console import Console
 
+from bot.agent.llm import OpenAIChatModel
+from bot.agent.loop import AgentLoop
+from bot.agent.options import shipped_options
+from bot.agent.tokens import TokenCounter
 from bot.cli import main
+from bot.config import load_settings
+from bot.eval.command import EvalOptions, eval_locomo
+from bot.eval.ingest import IngestedAgent, agent_name
+from bot.eval.locomo import load_locomo
+from bot.eval.turns import question_message, undone_turn
+from bot.memory.sqlite import SQLiteStore
+from tests.fakes.llm_server import FakeLLMServer, ToolCallReply, tool_call
 
 FIXTURE = Path(__file__).with_name("locomo_mini.json")
 
@@ -183,3 +196,53 @@ def test_jobs_work_on_samples_at_once_with_the_same_results(tmp_path: Path, caps
     assert run_eval(capsys, "--out", str(tmp_path / "two"), "--jobs", "2")[0] == 0
     one, two = results_of(tmp_path / "one"), results_of(tmp_path / "two")
     assert without_timings(one) == without_timings(two)
+
+
+async def test_each_question_ranks_as_a_live_turn_of_the_agent_searching_it(
+    tmp_path: Path, llm_server: FakeLLMServer, openai_client: openai.AsyncOpenAI
+) -> None:
+    # What the eval publishes must be what users get: the question a user message of the agent,
+    # then its conversation_search. A live turn through the scripted model searches each question's
+    # text; its first page must be the eval's first five, in order.
+    out = tmp_path / "run"
+    settings = load_settings(None, env_file=None, overrides={"data_dir": str(tmp_path / "data")})
+    options = EvalOptions(data=FIXTURE, mode="retrieval", samples=("mini-1",), store="sqlite", jobs=1, out=out,
+                          archival=False, baseline=None)  # fmt: skip
+    await eval_locomo(settings, options, console=Console(quiet=True))
+    ranked = {q["question"]: q["ranked"] for q in results_of(out)["questions"] if q["scored"]}
+    sample = load_locomo(FIXTURE)[0]
+    turn_of = {f"{t.speaker}: {t.text}": t.dia_id for t in sample.turns}
+    store = SQLiteStore(out / "locomo-mini-1.sqlite3")
+    await store.open()
+    try:
+        loop = AgentLoop(
+            store=store,
+            model=OpenAIChatModel(client=openai_client, model="gpt-4o-mini", max_retries=0),
+            counter=TokenCounter(model="gpt-4o-mini"),
+            embedder=None,
+            options=shipped_options(context_window=16_000, max_output_tokens=1_000),
+        )
+        agent = await store.get_agent_by_name(agent_name(sample))
+        assert agent is not None
+        ingested = IngestedAgent(agent_id=agent.id, last_seq=len(sample.turns), turns=len(sample.turns), dia_ids={})
+        for question in (q for q in sample.questions if q.index in ranked):
+            llm_server.enqueue(
+                ToolCallReply(calls=(tool_call("conversation_search", {"query": question.text}),)),
+                ToolCallReply(calls=(tool_call("send_message", {"message": "ok"}),)),
+            )
+            async with undone_turn(ingested, store=store, loop=loop):
+                await loop.run_turn(agent.id, [question_message(question, sample)], reply=_Sink())
+            tool = [m for m in llm_server.chat_requests[-1].body["messages"] if m["role"] == "tool"][-1]
+            result = json.loads(tool["content"])["message"]
+            lines = [line.split("] ", 1)[1] for line in result.splitlines()[1:]]
+            assert [turn_of[line] for line in lines] == ranked[question.index][:5], question.text
+    finally:
+        await store.close()
+
+
+class _Sink:
+    async def send(self, text: str) -> str | None:
+        return None
+
+    async def typing(self) -> None:
+        return None

@@ -502,9 +502,15 @@ class MongoStore(MongoRuntimeStore, MongoPolicyStore, MongoUsageStore):
         offset: int = 0,
         limit: int = 5,
         roles: Sequence[MessageRole] = ("user", "assistant"),
+        from_seq: int = 1,
+        before_seq: int | None = None,
     ) -> tuple[list[StoredMessage], int]:
         with self._translate("search_messages"):
-            match = {"role": {"$in": list(roles)}}
+            match: dict[str, Any] = {"role": {"$in": list(roles)}}
+            if from_seq > 1 or before_seq is not None:
+                # Narrows the matches only: bm25's statistics stay the whole history's, as FTS5's do.
+                bounds = {"$gte": from_seq} | ({} if before_seq is None else {"$lt": before_seq})
+                match["$and"] = [{"seq": bounds}]
             docs, total = await self._logs.search("messages", agent_id, query, offset, limit, match)
         return [m for d in docs if (m := schema.decode(MESSAGES, d, StoredMessage)) is not None], total
 
@@ -517,13 +523,15 @@ class MongoStore(MongoRuntimeStore, MongoPolicyStore, MongoUsageStore):
         offset: int = 0,
         limit: int = 5,
         roles: Sequence[MessageRole] = ("user", "assistant"),
+        from_seq: int = 1,
+        before_seq: int | None = None,
     ) -> tuple[list[StoredMessage], int]:
         with self._translate("messages_between"):
             top = await self._logs.watermark("messages", agent_id)
             query = {
                 "agent_id": agent_id,
                 "created_at_us": {"$gte": schema.to_us(start), "$lt": schema.to_us(end)},
-                "seq": {"$lte": top},
+                "seq": {"$gte": from_seq, "$lte": top} | ({} if before_seq is None else {"$lt": before_seq}),
                 "role": {"$in": list(roles)},
             }
             total = await self._coll(MESSAGES).count_documents(query)

@@ -407,11 +407,13 @@ class SQLiteStore(SQLiteRuntimeStore, SQLitePolicyStore, SQLiteUsageStore):
         return page, total
 
     async def search_messages(
-        self, agent_id: str, query: str, *, offset: int = 0, limit: int = 5, roles: Sequence[MessageRole] = ("user", "assistant")
+        self, agent_id: str, query: str, *, offset: int = 0, limit: int = 5,
+        roles: Sequence[MessageRole] = ("user", "assistant"), from_seq: int = 1, before_seq: int | None = None,
     ) -> tuple[list[StoredMessage], int]:  # fmt: skip
         match = match_expression(query)
         codes = sorted({ROLE_CODES[r] for r in roles if r in ROLE_CODES})
-        if match is None or not codes:
+        first, last = max(from_seq, 0), _LOW_MASK if before_seq is None else min(before_seq - 1, _LOW_MASK)
+        if match is None or not codes or last < first:
             return [], 0
         extra = "" if len(codes) == len(ROLE_CODES) else f"AND (rowid & 3) IN ({', '.join(map(str, codes))})"
 
@@ -419,7 +421,9 @@ class SQLiteStore(SQLiteRuntimeStore, SQLitePolicyStore, SQLiteUsageStore):
             num = self._agent_num(conn, agent_id, required=False)
             if num is None:
                 return [], 0
-            bounds = message_rowid_range(num)
+            low, _high = message_rowid_range(num)
+            # seq sits above the role's two bits: a seq range is a rowid range, so FTS5 skips the rest.
+            bounds = (low | (first << 2), low | (last << 2) | 3)
             ranked, total = self._ranked(
                 conn, "messages_fts", _MESSAGE_WEIGHTS, match, bounds, extra, max(offset, 0), limit
             )
@@ -435,11 +439,13 @@ class SQLiteStore(SQLiteRuntimeStore, SQLitePolicyStore, SQLiteUsageStore):
 
     async def messages_between(
         self, agent_id: str, start: datetime, end: datetime, *, offset: int = 0, limit: int = 5,
-        roles: Sequence[MessageRole] = ("user", "assistant"),
+        roles: Sequence[MessageRole] = ("user", "assistant"), from_seq: int = 1, before_seq: int | None = None,
     ) -> tuple[list[StoredMessage], int]:  # fmt: skip
         wanted = sorted(set(roles))
-        where = f"created_at >= ? AND created_at < ? AND role IN ({','.join('?' * len(wanted))})"
-        params = (to_us(start), to_us(end), *wanted)
+        where = f"created_at >= ? AND created_at < ? AND role IN ({','.join('?' * len(wanted))}) AND seq >= ?"
+        params: tuple[object, ...] = (to_us(start), to_us(end), *wanted, from_seq)
+        if before_seq is not None:
+            where, params = f"{where} AND seq < ?", (*params, before_seq)
 
         def read(conn: sqlite3.Connection) -> tuple[list[StoredMessage], int]:
             total = self._scalar(
