@@ -8,12 +8,17 @@ Search (`search_messages`, behind `conversation_search`) ranks in up to three wa
   be all the query means), then matches from other times (`time_words`);
 - meaning: with an embedder, messages not yet embedded are embedded before a search (a bounded
   batch each time, so a long history catches up over a few searches). A message of several
-  sentences is embedded sentence by sentence ("Alice: <sentence>" each) and stored as the mean
-  of those vectors (`mean_unit_vector`): a sentence encoder mean-pools its tokens, so one vector
-  of a long turn blurs each fact it states into the rest, where each sentence's own vector keeps
-  it (all-MiniLM-L6-v2 was trained on single sentences and short paragraphs; on LoCoMo it finds
-  0.63 of the evidence in its top 10 this way, 0.54 from whole turns). The keyword and vector
-  rankings are then fused (`fuse_rankings`) in three steps:
+  sentences is embedded sentence by sentence and stored as the mean of those vectors
+  (`mean_unit_vector`): a sentence encoder mean-pools its tokens, so one vector of a long turn
+  blurs each fact it states into the rest, where each sentence's own vector keeps it
+  (all-MiniLM-L6-v2 was trained on single sentences and short paragraphs). Neither the message's
+  vector nor the query's carries a speaker's name (`embedded_texts`, `query_without_names`):
+  a name in both makes every message of that person near every question naming them, a speaker
+  preference hidden in the cosine where nothing can weigh it (on LoCoMo, the vector ranking
+  alone found 0.23 of the evidence of questions that name the wrong person, 0.69 without
+  names); who said it is weighed once, explicitly, in the speaker step below.
+The keyword ranking, and the vector ranking when there is one, are fused (`fuse_rankings`) in
+three steps:
   1. reciprocal rank fusion (RRF: each list gives a message 1 / (k + rank)), which needs no
      scaling between two unrelated scores. k = 10, not the customary 60: with 60, rank 1 scores
      only 1.15x rank 10, so a message in the middle of both lists beats one at the top of one;
@@ -23,13 +28,15 @@ Search (`search_messages`, behind `conversation_search`) ranks in up to three wa
      found messages within `NEIGHBOUR_SPAN` seqs of it. A conversation stays on a topic for a few
      turns, so a message whose neighbours also match is likelier to be on the topic asked about
      than an isolated match of a common word (the cluster hypothesis; passage-level evidence,
-     Callan 1994). Only messages either ranking found are ranked;
+     Callan 1994). Only messages a ranking found are ranked;
   3. speaker: a message whose speaker's name is among the query's words scores `SPEAKER_BOOST`
      more ("what did Alice say about ...": the question is about what Alice said). Neither ranking
      can weigh that: in a conversation between two people each name is the speaker of half the
-     messages, which bm25's inverse document frequency counts as worth nothing, and to the
-     vector it is one word among the many of its message.
-  Without vectors (no embedder, the endpoint down) the ranking is the keyword one, unchanged.
+     messages, which bm25's inverse document frequency counts as worth nothing, and the vectors
+     leave names out. A boost, not a filter: a question that names the wrong person still finds
+     what the other said, a place or two lower.
+  Without vectors (no embedder, the endpoint down) the keyword ranking alone goes through the
+  same steps.
 
 A search made during a turn (`TurnBounds`) never finds the messages of the turn being answered:
 the user's message is in recall before the agent searches, and found, it would make any word
@@ -47,7 +54,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -70,6 +77,7 @@ __all__ = [
     "fuse_rankings",
     "mean_unit_vector",
     "parse_date_bound",
+    "query_without_names",
 ]
 
 _log = logging.getLogger(__name__)
@@ -174,53 +182,31 @@ class RecallMemory:
             )
         ranges: list[tuple[int, int | None]] = [(1, None)] if bounds is None else [*bounds.seq_ranges()]
         depth = max(_CANDIDATES, offset + limit)
+        by_words = [
+            await self._store.search_messages(agent_id, words, limit=depth, from_seq=first, before_seq=before)
+            for first, before in ranges
+        ]
         by_meaning: list[StoredMessage] = []
         if self._embedder is not None:
+            speakers = {m.speaker_name for found, _ in by_words for m in found if m.speaker_name}
             # The window's messages may take places in the vector ranking: as many more are read.
             extra = 0 if bounds is None else min(max(bounds.turn_start_seq - bounds.context_start_seq, 0), depth)
-            by_meaning = await self._search_by_meaning(agent_id, query, depth + extra)
+            by_meaning = await self._search_by_meaning(agent_id, query_without_names(query, speakers), depth + extra)
         page: list[StoredMessage] = []
         total = 0
-        for first, before in ranges:
-            ranked, found = await self._ranked(
-                agent_id,
-                words,
-                span,
-                [m for m in by_meaning if m.seq >= first and (before is None or m.seq < before)],
-                first=first,
-                before=before,
-                depth=depth,
-            )
+        for (first, before), (ranked, found) in zip(ranges, by_words, strict=True):
+            vectors = [m for m in by_meaning if m.seq >= first and (before is None or m.seq < before)]
+            ranked = fuse_rankings([ranked, vectors] if vectors else [ranked], query=words)
+            found = max(found, len(ranked))
+            if span is not None:
+                in_span, _ = await self._store.messages_between(
+                    agent_id, span.start, span.end, limit=depth, from_seq=first, before_seq=before
+                )
+                ranked = _from_span_first(ranked, in_span, span)
+                found = max(found, len(ranked))
             page += ranked[max(offset - total, 0) : max(offset + limit - total, 0)]
             total += found
         return page, total
-
-    async def _ranked(
-        self,
-        agent_id: str,
-        words: str,
-        span: TimeSpan | None,
-        by_meaning: list[StoredMessage],
-        *,
-        first: int,
-        before: int | None,
-        depth: int,
-    ) -> tuple[list[StoredMessage], int]:
-        """The messages with first <= seq < before, best first (at least the first `depth` of them),
-        and how many there are in all."""
-        ranked, total = await self._store.search_messages(
-            agent_id, words, limit=depth, from_seq=first, before_seq=before
-        )
-        if by_meaning:
-            ranked = fuse_rankings([ranked, by_meaning], query=words)
-            total = max(total, len(ranked))
-        if span is not None:
-            in_span, _ = await self._store.messages_between(
-                agent_id, span.start, span.end, limit=depth, from_seq=first, before_seq=before
-            )
-            ranked = _from_span_first(ranked, in_span, span)
-            total = max(total, len(ranked))
-        return ranked, total
 
     async def search_date(
         self, agent_id: str, start_date: str, end_date: str, *, page: int = 0, bounds: TurnBounds | None = None
@@ -251,6 +237,8 @@ class RecallMemory:
 
     async def _search_by_meaning(self, agent_id: str, query: str, depth: int) -> list[StoredMessage]:
         assert self._embedder is not None
+        if _NAMED_WORD.search(query) is None:
+            return []  # the query was only names
         await self.embed_missing(agent_id)
         try:
             (vector,) = await self._embedder.embed([query])
@@ -293,13 +281,32 @@ _MAX_SENTENCES = 32
 
 
 def embedded_texts(message: StoredMessage) -> list[str]:
-    """What a message is embedded as: each of its sentences with its speaker, as keyword search
-    indexes the speaker ("Alice: ..."); its vector is their vectors' mean (`mean_unit_vector`)."""
+    """What a message is embedded as: each of its sentences, without its speaker (who said it is
+    weighed once, in `fuse_rankings`); its vector is their vectors' mean (`mean_unit_vector`)."""
     sentences = [s for s in _SENTENCE_BREAK.split(message.content.strip()) if s] or [message.content]
     if len(sentences) > _MAX_SENTENCES:
         size = math.ceil(len(sentences) / _MAX_SENTENCES)
         sentences = [" ".join(sentences[i : i + size]) for i in range(0, len(sentences), size)]
-    return [f"{message.speaker_name}: {s}" if message.speaker_name else s for s in sentences]
+    return sentences
+
+
+#: A word and its possessive ("Alice's"), as a query is stripped of names.
+_NAMED_WORD = re.compile(r"[^\W_]+(?:['\u2019][sS])?")
+
+
+def query_without_names(query: str, speakers: Iterable[str]) -> str:
+    """`query` without the words that name one of `speakers` (as keyword search compares words:
+    stemmed, stop words never counting as names): what is searched by meaning."""
+    asked = set(query_terms(query))
+    names = {term for speaker in speakers for term in index_terms(speaker) if term in asked}
+    if not names:
+        return query
+
+    def kept(word: re.Match[str]) -> str:
+        terms = [t for t in index_terms(word[0]) if t != "s"]
+        return "" if terms and all(t in names for t in terms) else word[0]
+
+    return " ".join(_NAMED_WORD.sub(kept, query).split())
 
 
 def mean_unit_vector(vectors: Sequence[Sequence[float]]) -> list[float]:
@@ -320,7 +327,8 @@ def fuse_rankings(
     query: str = "",
     speaker_boost: float = SPEAKER_BOOST,
 ) -> list[StoredMessage]:
-    """Reciprocal rank fusion, then the neighbourhood, then the speaker (see the module docstring).
+    """Reciprocal rank fusion of one or more rankings, then the neighbourhood, then the speaker
+    (see the module docstring).
 
     A message's fused score is the sum of 1 / (k + rank) over the rankings it is in (rank 1
     first); its final score adds `neighbour_weight` times the fused scores of the other ranked

@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from bot.memory.openai_embeddings import OpenAIEmbedder
-from bot.memory.recall import RecallMemory, embedded_texts, fuse_rankings, mean_unit_vector
+from bot.memory.recall import RecallMemory, embedded_texts, fuse_rankings, mean_unit_vector, query_without_names
 from bot.memory.sqlite import SQLiteStore
 from bot.memory.store import MessageRole, NewMessage, StoredMessage
 from bot.memory.time_words import find_time_span
@@ -132,16 +132,25 @@ def test_a_speaker_the_query_names_scores_half_as_much_again() -> None:
     assert seqs(fuse_rankings([by_words, []], query="Alice", speaker_boost=0.05)) == [1, 20, 40]
 
 
-def test_a_message_is_embedded_sentence_by_sentence_with_its_speaker() -> None:
+def test_a_message_is_embedded_sentence_by_sentence_without_its_speaker() -> None:
     message = spoken(1, "Alice", "I fixed the kayak.  It leaks again!\nSee you on Sunday? It is 3.5 km away")
     assert embedded_texts(message) == [
-        "Alice: I fixed the kayak.",
-        "Alice: It leaks again!",
-        "Alice: See you on Sunday?",
-        "Alice: It is 3.5 km away",  # no space after the point: not a sentence break
+        "I fixed the kayak.",
+        "It leaks again!",
+        "See you on Sunday?",
+        "It is 3.5 km away",  # no space after the point: not a sentence break
     ]
     assert embedded_texts(spoken(2, None, "tea or coffee")) == ["tea or coffee"]
-    assert embedded_texts(spoken(3, "Bob", "  ok.  ")) == ["Bob: ok."]
+    assert embedded_texts(spoken(3, "Bob", "  ok.  ")) == ["ok."]
+
+
+def test_the_query_searched_by_meaning_names_no_speaker() -> None:
+    speakers = ["Alice Smith", "Bob", "the_builder"]
+    assert query_without_names("What did Alice's sister tell Bob?", speakers) == "What did sister tell ?"
+    assert query_without_names("Did alice SMITH say so", speakers) == "Did say so"  # as keywords compare them
+    assert query_without_names("What did the builder build", speakers) == "What did the build"  # never a stop word
+    assert query_without_names("Where is Carol?", speakers) == "Where is Carol?"  # not a speaker
+    assert query_without_names("Bob?", speakers) == "?"
     # 40 sentences: at most 32 texts, so 20 groups of 2.
     long = embedded_texts(spoken(4, None, " ".join(f"Line {i}." for i in range(40))))
     assert len(long) == 20 and long[0] == "Line 0. Line 1." and long[-1] == "Line 38. Line 39."
@@ -265,12 +274,12 @@ async def test_hybrid_search_embeds_each_sentence_and_stores_their_mean(
     await recall.record("agent-1", [said("the kayak leaks. we patched it on sunday.", NOW), said("tea or coffee", NOW)])
     await recall.search_messages("agent-1", "boat repairs")
     batch, query = (r.body["input"] for r in llm_server.embedding_requests)
-    assert batch == ["Alice: the kayak leaks.", "Alice: we patched it on sunday.", "Alice: tea or coffee"]
+    assert batch == ["the kayak leaks.", "we patched it on sunday.", "tea or coffee"]
     assert query == ["boat repairs"]
     # Message 1's vector is the mean of its two sentences' (bags of words, scaled to length 1): searched
     # with that mean, or with either sentence's own vector, it comes first.
-    mean = mean_unit_vector([embed_text("Alice: the kayak leaks."), embed_text("Alice: we patched it on sunday.")])
-    for vector in (mean, embed_text("Alice: the kayak leaks."), embed_text("Alice: we patched it on sunday.")):
+    mean = mean_unit_vector([embed_text("the kayak leaks."), embed_text("we patched it on sunday.")])
+    for vector in (mean, embed_text("the kayak leaks."), embed_text("we patched it on sunday.")):
         found, _ = await store.search_messages_vector("agent-1", vector, embedding_model="fake-embed", limit=2)
         assert seqs(found) == [1, 2]
     with closing(sqlite3.connect(tmp_path / "membot.sqlite3")) as conn:
