@@ -6,8 +6,11 @@ Each run fills a fresh store with N synthetic chat messages (deterministic: a fi
 a made-up vocabulary drawn with a Zipf-Mandelbrot distribution mixed with English function
 words, roles alternating user/assistant, a message every ~30 s), bulk-inserted through
 `append_messages` in batches, then times `search_messages` for ~200 queries of 1-3 content
-words (drawn from the same distribution, so common words are searched often) and
-`messages_between` for random one-day windows. Times are wall-clock per call, p50 and p95.
+words (drawn from the same distribution, so common words are searched often), the same queries
+as `conversation_search` makes them during a turn (`RecallMemory.search_messages` with the turn's
+bounds: the last 50 messages in the context window, the newest 2 the turn's own; two bounded
+store searches 50 deep, then the fusion), and `messages_between` for random one-day windows.
+Times are wall-clock per call, p50 and p95.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bot.memory.recall import RecallMemory, TurnBounds
 from bot.memory.sqlite import SQLiteStore
 from bot.memory.store import AgentRecord, MemoryStore, MessageRole, NewMessage
 from bot.memory.text_terms import message_contexts
@@ -215,6 +219,12 @@ async def run(
             _, total = await timed(search_ms, store.search_messages(AGENT_ID, q, limit=5))
             totals.append(total)
 
+        recall = RecallMemory(store)
+        bounds = TurnBounds(context_start_seq=last.seq - 49, turn_start_seq=last.seq - 1)
+        recall_ms: list[float] = []
+        for q in qs:
+            await timed(recall_ms, recall.search_messages(AGENT_ID, q, limit=5, bounds=bounds))
+
         span = last.created_at - START
         between_ms: list[float] = []
         window = timedelta(days=1)
@@ -229,6 +239,8 @@ async def run(
         "fill_rate": count / fill,
         "search_p50": statistics.median(search_ms),
         "search_p95": percentile(search_ms, 0.95),
+        "recall_p50": statistics.median(recall_ms),
+        "recall_p95": percentile(recall_ms, 0.95),
         "matches_p50": statistics.median(totals),
         "matches_p95": percentile([float(t) for t in totals], 0.95),
         "between_p50": statistics.median(between_ms),
@@ -271,14 +283,16 @@ def main() -> None:
     window = "default" if args.rank_window is None else f"{args.rank_window:,}"
     print(f"\nstore: {args.store} (rank window {window}), one agent, {args.queries} timed calls each, limit 5, ms\n")
     header = (
-        "| messages | fill | fill rate | file | search p50 | search p95 | matches p50/p95 | between p50 | between p95 |"
+        "| messages | fill | fill rate | file | search p50 | search p95 | conversation_search p50 | p95 "
+        "| matches p50/p95 | between p50 | between p95 |"
     )
     print(header)
     print("|" + "|".join("---:" for _ in range(header.count("|") - 1)) + "|")
     for r in rows:
         print(
             f"| {r['messages']:,.0f} | {r['fill_s']:.1f} s | {r['fill_rate']:,.0f}/s | {r['size_mb']:.0f} MB "
-            f"| {r['search_p50']:.2f} | {r['search_p95']:.2f} | {r['matches_p50']:,.0f} / {r['matches_p95']:,.0f} "
+            f"| {r['search_p50']:.2f} | {r['search_p95']:.2f} | {r['recall_p50']:.2f} | {r['recall_p95']:.2f} "
+            f"| {r['matches_p50']:,.0f} / {r['matches_p95']:,.0f} "
             f"| {r['between_p50']:.2f} | {r['between_p95']:.2f} |"
         )
 

@@ -16,8 +16,9 @@ _DESCRIPTION = """\
 How well membot remembers, on LoCoMo (long conversations with questions tagged single-hop,
 multi-hop, temporal, open-domain and adversarial, each with its evidence turns).
 
-retrieval (offline): each question is the query of the agent's own conversation_search;
-  recall@1/5/10 and MRR of the evidence turns, per category, and search latency.
+retrieval (offline): each question is a user message of the agent, then the query of its own
+  conversation_search in that turn (as live searches run); recall@1/5/10 and MRR of the evidence
+  turns, per category, and search latency.
 qa: each question is a user message to the agent in a fresh turn (the agent decides what to
   search); an LLM judge grades the answers (MEMBOT_EVAL__JUDGE_MODEL, default the chat model).
 
