@@ -15,6 +15,7 @@ from pathlib import Path
 from bot.agent.directory import AgentDirectory
 from bot.agent.loop import AgentLoop
 from bot.agent.options import shipped_options
+from bot.agent.templates import Templates
 from bot.agent.tokens import TokenCounter
 from bot.config import Settings
 from bot.errors import ConfigError
@@ -24,7 +25,7 @@ from bot.metering import LimitedChatModel
 from bot.runtime import Store
 from bot.sdk_clients import DeferredChatModel, DeferredEmbedder
 
-__all__ = ["App", "open_app", "open_store"]
+__all__ = ["App", "open_app", "open_store", "templates_of"]
 
 _log = logging.getLogger(__name__)
 
@@ -37,6 +38,8 @@ class App:
     loop: AgentLoop
     directory: AgentDirectory
     model: DeferredChatModel
+    #: The persona and human templates, and who may name which.
+    templates: Templates
 
 
 @asynccontextmanager
@@ -135,4 +138,22 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
             options=options,
         )
         directory = AgentDirectory(store, core_block_limit=agent.core_block_limit)
-        yield App(settings=settings, store=store, loop=loop, directory=directory, model=model)
+        yield App(
+            settings=settings,
+            store=store,
+            loop=loop,
+            directory=directory,
+            model=model,
+            templates=templates_of(settings),
+        )
+
+
+def templates_of(settings: Settings) -> Templates:
+    """The templates of this installation: `agent.templates_dir` (else `data_dir`) and the defaults."""
+    agent = settings.agent
+    return Templates(
+        root=agent.templates_dir or settings.data_dir,
+        default_persona=agent.persona,
+        default_human=agent.human,
+        block_limit=agent.core_block_limit,
+    )

@@ -109,8 +109,15 @@ class EmbeddingSettings(Section):
 class AgentSettings(Section):
     """How agents are created and how the loop manages their context."""
 
-    persona: str = Field(default="sam", min_length=1, description="persona template for new agents (name or path)")
-    human: str = Field(default="basic", min_length=1, description="human template for new agents (name or path)")
+    persona: str = Field(
+        default="sam", min_length=1, description="persona template for new agents (a name, or a file in `personas/`)"
+    )
+    human: str = Field(
+        default="basic", min_length=1, description="human template for new agents (a name, or a file in `humans/`)"
+    )
+    templates_dir: Path | None = Field(
+        default=None, description="folder holding your `personas/` and `humans/` templates; unset: `data_dir`"
+    )
     core_block_limit: int = Field(default=2000, ge=100, description="characters per core memory block")
     max_chained_steps: int = Field(default=10, ge=1, le=100, description="LLM steps one turn may chain via heartbeats")
     memory_warning_fraction: float = Field(
@@ -124,6 +131,11 @@ class AgentSettings(Section):
     max_user_message_chars: int = Field(
         default=8000, ge=100, description="longer user messages are truncated for the model; recall keeps them whole"
     )
+
+    @field_validator("templates_dir")
+    @classmethod
+    def _expand_templates_dir(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser()
 
 
 class StoreSettings(Section):
