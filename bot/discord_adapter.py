@@ -106,17 +106,17 @@ class DiscordAdapter:
             **options,
         )
         self.tree = AdminCommandTree(self.client)
+        self._memory: MemoryCommands | None = None
         if admin is not None:
-            self.tree.add_command(
-                MemoryCommands(
-                    admin=admin,
-                    router=router,
-                    permission=settings.admin_permission,
-                    permission_notes=self.take_permission_notes,
-                )
+            self._memory = MemoryCommands(
+                admin=admin,
+                router=router,
+                permission=settings.admin_permission,
+                permission_notes=self.take_permission_notes,
             )
+            self.tree.add_command(self._memory)
             self.tree.add_command(forget_me_command(admin))
-        for handler in (self.on_message, self.on_raw_message_edit, self.on_raw_message_delete):
+        for handler in (self.on_message, self.on_raw_message_edit, self.on_raw_message_delete, self.on_interaction):
             self.client.event(handler)
         #: Joined threads seen by this process (the store remembers them for every process).
         self._joined_threads: set[int] = set()
@@ -166,6 +166,11 @@ class DiscordAdapter:
         return self.client.is_ready() and not self.client.is_closed()
 
     # -- inbound -----------------------------------------------------------------------------
+    async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
+        """discord.py's event for every interaction: a form it dropped (expired) is answered."""
+        if self._memory is not None:
+            await self._memory.answer_stale_form(interaction)
+
     async def on_message(self, message: discord.Message) -> None:
         """discord.py's event: hand an admitted, addressed message to its agent."""
         me = self.client.user
