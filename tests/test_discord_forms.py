@@ -112,7 +112,7 @@ async def test_two_open_forms_in_two_guilds_each_write_their_own_agent(bot: Disc
     assert home_form.modal["custom_id"] != away_form.modal["custom_id"], "one custom_id per opened form"
 
     forms = [(home, home_form, "Home: Alice likes tea."), (away, away_form, "Away: Alice likes chess.")]
-    for server, form, text in forms if order == "home first" else forms[::-1]:
+    for _server, form, text in forms if order == "home first" else forms[::-1]:
         assert "Saved **human**" in await _submit(bot, form, text), "every submission is answered"
 
     assert await _human(bot, home.agent_id) == "Home: Alice likes tea."

@@ -6,12 +6,13 @@ import ipaddress
 import re
 from collections.abc import Callable
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, PositiveInt, SecretStr, field_validator, model_validator
 
 from bot.config.sections import Section, check_base_url
 
-__all__ = ["A2ASettings", "DiscordSettings", "SlackMode", "SlackSettings"]
+__all__ = ["A2ASettings", "DiscordSettings", "SlackMode", "SlackSettings", "is_loopback_host"]
 
 # discord.py's own endpoints (bot.discord.urls.DISCORD; not imported here, to keep discord.py out of config).
 DEFAULT_DISCORD_API_BASE_URL = "https://discord.com/api/v10"
@@ -143,7 +144,8 @@ class SlackSettings(Section):
 _A2A_AGENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
 
 
-def _is_loopback_host(host: str) -> bool:
+def is_loopback_host(host: str) -> bool:
+    """Whether `host` (a name or an address) is this machine only."""
     if host == "localhost":
         return True
     try:
@@ -173,6 +175,9 @@ class A2ASettings(Section):
     )
     max_message_chars: int = Field(
         default=32_000, ge=1, le=1_000_000, description="longest A2A message accepted (characters of text)"
+    )
+    max_message_parts: int = Field(
+        default=100, ge=1, le=1000, description="most parts one A2A message may have (they become one message)"
     )
     turn_timeout_s: float = Field(
         default=300.0, gt=0, le=3600, description="seconds an A2A request waits for its turn to finish"
@@ -212,10 +217,17 @@ class A2ASettings(Section):
 
     @model_validator(mode="after")
     def _token_off_loopback(self) -> A2ASettings:
-        if not self.is_authenticated and not _is_loopback_host(self.host):
+        # Reachable from anything but this machine: listening elsewhere, or published (behind a proxy).
+        if not self.is_authenticated and not is_loopback_host(self.host):
             raise ValueError(
                 f"a bearer token (MEMBOT_A2A__TOKEN or MEMBOT_A2A__CALLERS) is required when the A2A server "
                 f"listens on {self.host}"
+            )
+        published = urlsplit(self.public_url).hostname if self.public_url is not None else None
+        if not self.is_authenticated and published is not None and not is_loopback_host(published):
+            raise ValueError(
+                f"a bearer token (MEMBOT_A2A__TOKEN or MEMBOT_A2A__CALLERS) is required when the A2A server "
+                f"is published at {self.public_url}"
             )
         if self.token is not None and self.token in self.callers.values():
             raise ValueError("MEMBOT_A2A__TOKEN is also a caller's token: give each its own")
