@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from bot.metering import LimitedChatModel
 from bot.runtime import Store
 from bot.sdk_clients import DeferredChatModel, DeferredEmbedder
 
-__all__ = ["App", "open_app", "open_store", "templates_of"]
+__all__ = ["App", "open_app", "open_store", "prepare_data_dir", "templates_of"]
 
 _log = logging.getLogger(__name__)
 
@@ -99,9 +100,33 @@ def _sqlite_path(url: str) -> Path:
     return Path(url.removeprefix("sqlite:").removeprefix("//")).expanduser()
 
 
+def prepare_data_dir(settings: Settings) -> None:
+    """Make `data_dir`, and the SQLite file's folder, now: a path that cannot be used is one line
+    at start-up (`ConfigError`), not a traceback from whatever first writes there."""
+    folders = [("MEMBOT_DATA_DIR", settings.data_dir)]
+    if settings.store.kind == "sqlite":
+        folders.append(("MEMBOT_STORE__SQLITE_PATH", settings.store.sqlite_path.parent))
+    for name, folder in folders:
+        if name != "MEMBOT_DATA_DIR" and folder == settings.data_dir:
+            name = "MEMBOT_DATA_DIR"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"{name} ({folder}): cannot create the folder: {exc.strerror or exc}") from None
+        # The SQLite file is written there; the data folder itself may be read-only (templates from
+        # a read-only mount, the store in MongoDB).
+        if (
+            settings.store.kind == "sqlite"
+            and folder == settings.store.sqlite_path.parent
+            and not os.access(folder, os.W_OK | os.X_OK)
+        ):
+            raise ConfigError(f"{name} ({folder}): the folder is not writable by this user (uid {os.getuid()})")
+
+
 @asynccontextmanager
 async def open_app(settings: Settings) -> AsyncIterator[App]:
     """Store, LLM client, embedder and agent loop, wired by keyword."""
+    await asyncio.to_thread(prepare_data_dir, settings)
     async with AsyncExitStack() as stack:
         store = await stack.enter_async_context(open_store(settings))
         llm = settings.llm

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import socket
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -51,6 +52,21 @@ MESSAGE_LIMIT = 2000
 ALLOWED_MENTIONS = discord.AllowedMentions(everyone=False, roles=False, users=True, replied_user=True)
 EMPTY_MENTION = "[mentioned you without saying anything]"
 _ARCHIVAL_BATCH = 32
+
+
+def network_reason(exc: BaseException) -> str:
+    """Why a connection failed, in a few words (aiohttp's connector errors carry the OS error)."""
+    cause = getattr(exc, "os_error", None) or exc
+    match cause:
+        case ConnectionRefusedError():
+            return "connection refused"
+        case TimeoutError():
+            return "timed out"
+        case socket.gaierror():
+            return "host name not found"
+        case OSError() if cause.strerror:
+            return cause.strerror.lower()
+    return type(cause).__name__
 
 
 def build_intents(*, message_content: bool) -> discord.Intents:
@@ -148,11 +164,26 @@ class DiscordAdapter:
             DiscordURLs(api_base_url=self._settings.api_base_url, gateway_url=self._settings.gateway_url)
         )
         try:
-            await self.client.start(token)
+            # Logging in is the first request: if Discord cannot be reached now, say so in one line
+            # and stop (as Slack does), and let the supervisor start us again. Once logged in,
+            # discord.py itself reconnects the gateway through outages.
+            await self.client.login(token)
         except discord.LoginFailure:
             raise ConfigError(
                 "Discord refused the bot token (DISCORD_TOKEN): reset it in the developer portal"
             ) from None
+        except (OSError, TimeoutError) as exc:
+            raise ConfigError(
+                f"cannot reach Discord's API at {self._settings.api_base_url} ({network_reason(exc)}); "
+                "check MEMBOT_DISCORD__API_BASE_URL and the network"
+            ) from None
+        except discord.HTTPException as exc:
+            raise ConfigError(
+                f"Discord's API at {self._settings.api_base_url} answered HTTP {exc.status} at login "
+                f"({exc.text or exc.__class__.__name__}); try again later"
+            ) from None
+        try:
+            await self.client.connect()
         except discord.PrivilegedIntentsRequired:
             raise ConfigError(
                 "Discord refused the message content intent: enable it for the bot in the developer portal, "

@@ -39,7 +39,7 @@ class DiscordSettings(Section):
         default=None, description="shards this process runs (JSON list); unset: all (needs shard_count)"
     )
     shard_count: PositiveInt | None = Field(
-        default=None, description="total shards across processes; unset: Discord's recommendation"
+        default=None, le=100_000, description="total shards across processes; unset: Discord's recommendation"
     )
     message_content_intent: bool = Field(
         default=True, description="ask for the privileged message content intent (enable it in the portal)"
@@ -55,7 +55,9 @@ class DiscordSettings(Section):
     allowed_users: tuple[int, ...] = Field(default=(), description="if set (or allowed_roles), answer only these users")
     blocked_users: tuple[int, ...] = Field(default=(), description="never answer these users")
     application_id: PositiveInt | None = Field(
-        default=None, description="application id for `membot discord invite-url`; unset: read from the token"
+        default=None,
+        lt=2**63,  # a snowflake
+        description="application id for `membot discord invite-url`; unset: read from the token",
     )
     admin_permission: Literal["manage_guild", "administrator", "manage_channels", "manage_messages"] = Field(
         default="manage_guild", description="server permission a member needs for the `/memory` admin commands"
@@ -65,7 +67,9 @@ class DiscordSettings(Section):
         description="register slash commands with Discord at start-up; unset: if this process runs shard 0",
     )
     max_attachment_bytes: PositiveInt = Field(
-        default=5_000_000, description="largest text or PDF attachment saved to archival memory on request"
+        default=5_000_000,
+        le=500_000_000,  # Discord's own largest upload
+        description="largest text or PDF attachment saved to archival memory on request",
     )
 
     _api_base_url = field_validator("api_base_url")(check_base_url)
