@@ -39,6 +39,7 @@ from bot.discord.urls import DiscordURLs, configure_discord_urls
 from bot.errors import ConfigError, LLMError, StoreError
 from bot.events import InboundMessage, ReplySink
 from bot.memory.archival import ArchivalMemory
+from bot.ops.logging import OutageLog, is_store_outage
 from bot.router import Place, Router
 from bot.runtime import Runtime, Store
 from bot.text_split import split_message
@@ -141,6 +142,7 @@ class DiscordAdapter:
         #: Per server: channels where sending was refused since an admin was last told.
         self._unreported: dict[int, list[int]] = {}
         self._pending = PendingMessages(store=store, runtime=runtime)
+        self._outage = OutageLog("Discord messages", logger=_log)
         runtime.register_sink(PLATFORM, self.sink_for)
 
     @property
@@ -203,7 +205,17 @@ class DiscordAdapter:
             await self._memory.answer_stale_form(interaction)
 
     async def on_message(self, message: discord.Message) -> None:
-        """discord.py's event: hand an admitted, addressed message to its agent."""
+        """discord.py's event: hand an admitted, addressed message to its agent. While the store is
+        unavailable the message cannot be taken (Discord does not deliver it again): the outage is
+        logged once, not once per message (discord.py would log a traceback each time)."""
+        try:
+            await self._take(message)
+        except Exception as exc:
+            if not is_store_outage(exc):
+                raise
+            self._outage.failed(exc)
+
+    async def _take(self, message: discord.Message) -> None:
         me = self.client.user
         if me is None:
             return
@@ -239,7 +251,9 @@ class DiscordAdapter:
             scope=route.scope,
         )
         key = f"discord:msg:{message.id}"
-        if not await self._runtime.submit(route.agent_id, inbound, keys=[key]):
+        is_new = await self._runtime.submit(route.agent_id, inbound, keys=[key])
+        self._outage.succeeded()
+        if not is_new:
             return  # a duplicate delivery: handled the first time
         self._pending.add(message.id, agent_id=route.agent_id, key=key, content=message.content, inbound=inbound)
         await self._save_documents(route.agent_id, inbound, documents)
@@ -251,11 +265,21 @@ class DiscordAdapter:
             return
         edited = payload.message
         version = str(int((edited.edited_at or edited.created_at).timestamp() * 1_000_000))
-        await self._pending.edit(edited.id, content=edited.content, text=message_text(edited, me), version=version)
+        try:
+            await self._pending.edit(edited.id, content=edited.content, text=message_text(edited, me), version=version)
+        except Exception as exc:
+            if not is_store_outage(exc):
+                raise
+            self._outage.failed(exc)
 
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
         """A message deleted before its turn ran is not answered."""
-        await self._pending.delete(payload.message_id)
+        try:
+            await self._pending.delete(payload.message_id)
+        except Exception as exc:
+            if not is_store_outage(exc):
+                raise
+            self._outage.failed(exc)
 
     # -- attachments ---------------------------------------------------------------------------
     async def _documents(self, message: discord.Message, me: discord.ClientUser) -> list[DocumentOutcome]:
