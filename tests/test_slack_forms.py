@@ -120,3 +120,19 @@ async def test_an_admin_demoted_before_clicking_confirm_changes_nothing(bot: Sla
     assert any("Only workspace admins" in text for text in _answers(bot))
     assert await bot.store.get_agent(agent) is not None
     assert await bot.store.list_audit(limit=10) == []
+
+
+@pytest.mark.parametrize(
+    "value", ["[1, 2]", "not json", '"reset"', '{"op": "reset", "agent": "x", "scope": "everything"}']
+)
+async def test_a_button_value_we_did_not_write_does_nothing(
+    bot: SlackBot, value: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    agent = await _talk(bot)
+    message = {"type": "message", "ts": bot.fake.workspace.new_ts(), "text": "?", "blocks": []}
+    await bot.slack.send_block_action(message=message, action_id=CONFIRM_ACTION, value=value, user=ADMIN)
+    await bot.adapter.wait_requests_done()
+
+    assert any("no longer does anything" in text or "malformed" in text for text in _answers(bot))
+    assert await bot.store.get_agent(agent) is not None
+    assert [r.getMessage() for r in caplog.records if r.exc_info is not None] == []

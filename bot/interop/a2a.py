@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import socket
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from importlib.metadata import version
@@ -314,6 +315,7 @@ class A2AServer:
         self._server = _QuietServer(config)
         if self._is_closed:
             return
+        listening = self._listen()
         _log.info("A2A: serving %s at %s/a2a/NAME/", ", ".join(self._settings.agents), base_url(self._settings))
         if self._settings.public_url is None and self._settings.host in ("0.0.0.0", "::"):
             _log.warning(
@@ -322,9 +324,22 @@ class A2AServer:
             )
         self._stopped.clear()
         try:
-            await self._server.serve()
+            await self._server.serve(sockets=[listening])
         finally:
             self._stopped.set()
+            listening.close()
+
+    def _listen(self) -> socket.socket:
+        """The listening socket, bound here: uvicorn would log a bind error and exit the process."""
+        host, port = self._settings.host, self._settings.port
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        try:
+            return socket.create_server((host, port), family=family)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {host}:{port} for A2A: {exc.strerror or exc}; set MEMBOT_A2A__PORT "
+                "(or MEMBOT_A2A__HOST)"
+            ) from None
 
     async def close(self) -> None:
         """Stop accepting, release waiting callers, and wait (briefly) for uvicorn to close its

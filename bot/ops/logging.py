@@ -48,9 +48,9 @@ __all__ = [
     "Redactor",
     "configured_logging",
     "current_log_fields",
+    "is_store_outage",
     "log_content",
     "log_context",
-    "is_store_outage",
     "settings_secrets",
     "task_log_context",
 ]

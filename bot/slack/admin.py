@@ -115,6 +115,8 @@ class SlackAdmin:
             return _refusal()
         try:
             order = json.loads(value)
+            if not isinstance(order, dict):
+                return AdminAnswer(text="That button no longer does anything; run the command again.")
             if order.get("op") == "reset" and order.get("scope") in _RESET_SCOPES:
                 report = await self._admin.reset(actor, str(order["agent"]), order["scope"])
                 return AdminAnswer(text=_describe_reset(report))
