@@ -7,19 +7,15 @@ and never reach the LLM."""
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import openai
 import pytest
 
 from bot.agent.templates import load_template
 from tests.fakes.discord_bot import DiscordBot
-from tests.fakes.discord_server import DiscordFake, FakeInteraction, RecordedRequest
-from tests.fakes.llm_fixtures import SleepRecorder
-from tests.fakes.llm_server import FakeLLMServer
-from tests.fakes.slack_api import ADMIN, FakeSlack
+from tests.fakes.discord_server import FakeInteraction, RecordedRequest
+from tests.fakes.slack_api import ADMIN
 from tests.fakes.slack_bot import SlackBot, reply
 
 SECRET = "sekrit-token-from-dotenv-4711"
@@ -42,7 +38,7 @@ REFUSED = [
 
 
 @pytest.fixture
-def templates_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def bot_templates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The operator's templates folder, with one good template and traps around it."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / ".env").write_text(f"DISCORD_TOKEN={SECRET}\nOPENAI_API_KEY={SECRET}\n")
@@ -63,29 +59,6 @@ def _leaks(text: str) -> bool:
 
 
 # -- Discord -------------------------------------------------------------------------------
-@pytest.fixture
-async def discord_bot(
-    tmp_path: Path,
-    templates_root: Path,
-    discord_fake: DiscordFake,
-    llm_server: FakeLLMServer,
-    openai_client: openai.AsyncOpenAI,
-    sleeps: SleepRecorder,
-) -> AsyncIterator[DiscordBot]:
-    started = await DiscordBot.start(
-        tmp_path=tmp_path,
-        fake=discord_fake,
-        llm=llm_server,
-        openai_client=openai_client,
-        sleeps=sleeps,
-        templates_root=templates_root,
-    )
-    try:
-        yield started
-    finally:
-        await started.close()
-
-
 async def _discord_answer(bot: DiscordBot, interaction: FakeInteraction) -> str:
     def about(r: RecordedRequest) -> bool:
         return r.params.get("token") == interaction.token
@@ -134,29 +107,6 @@ async def test_discord_persona_accepts_an_installed_template(discord_bot: Discor
 
 
 # -- Slack ---------------------------------------------------------------------------------
-@pytest.fixture
-async def slack_bot(
-    tmp_path: Path,
-    templates_root: Path,
-    slack_fake: FakeSlack,
-    llm_server: FakeLLMServer,
-    openai_client: openai.AsyncOpenAI,
-    sleeps: SleepRecorder,
-) -> AsyncIterator[SlackBot]:
-    started = await SlackBot.start(
-        tmp_path=tmp_path,
-        fake=slack_fake,
-        llm=llm_server,
-        openai_client=openai_client,
-        sleeps=sleeps,
-        templates_root=templates_root,
-    )
-    try:
-        yield started
-    finally:
-        await started.close()
-
-
 async def test_slack_persona_never_names_a_host_file(slack_bot: SlackBot) -> None:
     bot = slack_bot
     scope = f"slack:{bot.fake.app.team_id}"

@@ -89,13 +89,17 @@ def test_invalid_json_in_the_dotenv_file_names_the_file(tmp_path: Path) -> None:
         load_settings()
 
 
-@pytest.mark.parametrize("loc", NUMERIC, ids=env_name)
-@pytest.mark.parametrize("value", [str(10**30), "1e300", "inf", "nan"])
+ABSURD = [
+    (loc, value)
+    for loc in NUMERIC
+    for value in (str(10**30), *(("1e300", "inf", "nan") if float in _types(dict(LEAVES)[loc]) else ()))
+]
+
+
+@pytest.mark.parametrize(("loc", "value"), ABSURD, ids=[f"{env_name(loc)}={value[:6]}" for loc, value in ABSURD])
 def test_absurd_numbers_are_refused_naming_the_setting(
     monkeypatch: pytest.MonkeyPatch, loc: tuple[str, ...], value: str
 ) -> None:
-    if value in ("1e300", "inf", "nan") and float not in _types(dict(LEAVES)[loc]):
-        pytest.skip("not a float setting")
     message = _one_line_error(monkeypatch, env_name(loc), value)
     assert message.startswith(env_name(loc)), message
 

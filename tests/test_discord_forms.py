@@ -6,17 +6,13 @@ the Discord emulator and the real discord.py."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import openai
 import pytest
 
 from tests.fakes.discord_bot import DiscordBot, reply
 from tests.fakes.discord_server import (
-    DiscordFake,
     FakeChannel,
     FakeGuild,
     FakeInteraction,
@@ -24,25 +20,6 @@ from tests.fakes.discord_server import (
     Permission,
     RecordedRequest,
 )
-from tests.fakes.llm_fixtures import SleepRecorder
-from tests.fakes.llm_server import FakeLLMServer
-
-
-@pytest.fixture
-async def bot(
-    tmp_path: Path,
-    discord_fake: DiscordFake,
-    llm_server: FakeLLMServer,
-    openai_client: openai.AsyncOpenAI,
-    sleeps: SleepRecorder,
-) -> AsyncIterator[DiscordBot]:
-    started = await DiscordBot.start(
-        tmp_path=tmp_path, fake=discord_fake, llm=llm_server, openai_client=openai_client, sleeps=sleeps
-    )
-    try:
-        yield started
-    finally:
-        await started.close()
 
 
 @dataclass
@@ -104,7 +81,8 @@ async def _human(bot: DiscordBot, agent_id: str) -> str:
 
 
 @pytest.mark.parametrize("order", ["home first", "away first"])
-async def test_two_open_forms_in_two_guilds_each_write_their_own_agent(bot: DiscordBot, order: str) -> None:
+async def test_two_open_forms_in_two_guilds_each_write_their_own_agent(discord_bot: DiscordBot, order: str) -> None:
+    bot = discord_bot
     home, away = await _two_servers(bot)
     home_form = await _open(bot, home)
     away_form = await _open(bot, away)
@@ -122,7 +100,8 @@ async def test_two_open_forms_in_two_guilds_each_write_their_own_agent(bot: Disc
         assert (entry.action, entry.agent_id, entry.actor_id) == ("edit_block", server.agent_id, str(server.admin.id))
 
 
-async def test_a_form_submitted_by_another_member_is_refused(bot: DiscordBot) -> None:
+async def test_a_form_submitted_by_another_member_is_refused(discord_bot: DiscordBot) -> None:
+    bot = discord_bot
     home = Server(guild=bot.guild, channel=bot.general, admin=bot.fake.owner)
     home.agent_id = await _agent_in(bot, home)
     before = await _human(bot, home.agent_id)
@@ -137,7 +116,8 @@ async def test_a_form_submitted_by_another_member_is_refused(bot: DiscordBot) ->
     assert await bot.store.list_audit() == []
 
 
-async def test_a_member_who_lost_the_permission_cannot_submit_the_form(bot: DiscordBot) -> None:
+async def test_a_member_who_lost_the_permission_cannot_submit_the_form(discord_bot: DiscordBot) -> None:
+    bot = discord_bot
     mods = bot.fake.add_role(bot.guild, "mods", permissions=Permission.MANAGE_GUILD)
     carol = bot.fake.add_user("carol")
     bot.fake.add_member(bot.guild, carol, roles=[mods])
@@ -154,7 +134,8 @@ async def test_a_member_who_lost_the_permission_cannot_submit_the_form(bot: Disc
     assert await bot.store.list_audit() == []
 
 
-async def test_a_form_for_an_agent_that_was_replaced_is_refused(bot: DiscordBot) -> None:
+async def test_a_form_for_an_agent_that_was_replaced_is_refused(discord_bot: DiscordBot) -> None:
+    bot = discord_bot
     home = Server(guild=bot.guild, channel=bot.general, admin=bot.fake.owner)
     home.agent_id = await _agent_in(bot, home)
     form = await _open(bot, home)
@@ -167,7 +148,8 @@ async def test_a_form_for_an_agent_that_was_replaced_is_refused(bot: DiscordBot)
     assert await _human(bot, replacement) != "for the old agent"
 
 
-async def test_a_form_the_bot_no_longer_knows_gets_a_clear_answer(bot: DiscordBot) -> None:
+async def test_a_form_the_bot_no_longer_knows_gets_a_clear_answer(discord_bot: DiscordBot) -> None:
+    bot = discord_bot
     home = Server(guild=bot.guild, channel=bot.general, admin=bot.fake.owner)
     home.agent_id = await _agent_in(bot, home)
     before = await _human(bot, home.agent_id)
@@ -180,7 +162,8 @@ async def test_a_form_the_bot_no_longer_knows_gets_a_clear_answer(bot: DiscordBo
     assert await _human(bot, home.agent_id) == before
 
 
-async def test_a_confirmation_clicked_after_losing_the_permission_does_nothing(bot: DiscordBot) -> None:
+async def test_a_confirmation_clicked_after_losing_the_permission_does_nothing(discord_bot: DiscordBot) -> None:
+    bot = discord_bot
     mods = bot.fake.add_role(bot.guild, "mods", permissions=Permission.MANAGE_GUILD)
     carol = bot.fake.add_user("carol")
     bot.fake.add_member(bot.guild, carol, roles=[mods])

@@ -8,18 +8,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 
-import openai
 import pytest
 
 from bot.errors import NotFoundError, StoreError
 from bot.ops.logging import OutageLog, is_store_outage
 from tests.fakes.discord_bot import DiscordBot
-from tests.fakes.discord_server import DiscordFake
-from tests.fakes.llm_fixtures import SleepRecorder
-from tests.fakes.llm_server import FakeLLMServer
-from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_bot import SlackBot, reply
 
 UNAVAILABLE = "store unavailable"
@@ -95,23 +89,6 @@ def test_one_warning_per_outage_and_one_when_it_is_back(caplog: pytest.LogCaptur
 
 
 # -- Slack: Bolt's listeners -------------------------------------------------------------
-@pytest.fixture
-async def slack_bot(
-    tmp_path: Path,
-    slack_fake: FakeSlack,
-    llm_server: FakeLLMServer,
-    openai_client: openai.AsyncOpenAI,
-    sleeps: SleepRecorder,
-) -> AsyncIterator[SlackBot]:
-    started = await SlackBot.start(
-        tmp_path=tmp_path, fake=slack_fake, llm=llm_server, openai_client=openai_client, sleeps=sleeps
-    )
-    try:
-        yield started
-    finally:
-        await started.close()
-
-
 async def test_bolt_listeners_log_a_store_outage_once_and_slack_retries(
     slack_bot: SlackBot, watch: LogWatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -133,23 +110,6 @@ async def test_bolt_listeners_log_a_store_outage_once_and_slack_retries(
 
 
 # -- Discord: the message handler --------------------------------------------------------
-@pytest.fixture
-async def discord_bot(
-    tmp_path: Path,
-    discord_fake: DiscordFake,
-    llm_server: FakeLLMServer,
-    openai_client: openai.AsyncOpenAI,
-    sleeps: SleepRecorder,
-) -> AsyncIterator[DiscordBot]:
-    started = await DiscordBot.start(
-        tmp_path=tmp_path, fake=discord_fake, llm=llm_server, openai_client=openai_client, sleeps=sleeps
-    )
-    try:
-        yield started
-    finally:
-        await started.close()
-
-
 async def test_the_discord_handler_logs_a_store_outage_once(
     discord_bot: DiscordBot, watch: LogWatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -7,36 +7,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import openai
 import pytest
 
 from bot.slack.admin import CONFIRM_ACTION
 from bot.slack.commands import SHORTCUT_CALLBACK
-from tests.fakes.llm_fixtures import SleepRecorder
-from tests.fakes.llm_server import FakeLLMServer
-from tests.fakes.slack_api import ADMIN, ALICE, GENERAL, FakeSlack
+from tests.fakes.slack_api import ADMIN, ALICE, GENERAL
 from tests.fakes.slack_bot import SlackBot, reply
-
-
-@pytest.fixture
-async def bot(
-    tmp_path: Path,
-    slack_fake: FakeSlack,
-    llm_server: FakeLLMServer,
-    openai_client: openai.AsyncOpenAI,
-    sleeps: SleepRecorder,
-) -> AsyncIterator[SlackBot]:
-    started = await SlackBot.start(
-        tmp_path=tmp_path, fake=slack_fake, llm=llm_server, openai_client=openai_client, sleeps=sleeps
-    )
-    try:
-        yield started
-    finally:
-        await started.close()
 
 
 async def _talk(bot: SlackBot) -> str:
@@ -77,7 +55,8 @@ def _answers(bot: SlackBot) -> list[str]:
     return posts + [str(c.args.get("text", "")) for c in bot.fake.calls_to("chat.postEphemeral")]
 
 
-async def test_the_modal_names_who_opened_it_and_refuses_anyone_else(bot: SlackBot) -> None:
+async def test_the_modal_names_who_opened_it_and_refuses_anyone_else(slack_bot: SlackBot) -> None:
+    bot = slack_bot
     agent = await _talk(bot)
     view = await _opened_form(bot)
     metadata = json.loads(view["private_metadata"])
@@ -90,7 +69,8 @@ async def test_the_modal_names_who_opened_it_and_refuses_anyone_else(bot: SlackB
     assert await bot.store.list_audit(limit=10) == []
 
 
-async def test_an_admin_demoted_after_opening_the_modal_changes_nothing(bot: SlackBot) -> None:
+async def test_an_admin_demoted_after_opening_the_modal_changes_nothing(slack_bot: SlackBot) -> None:
+    bot = slack_bot
     agent = await _talk(bot)
     view = await _opened_form(bot)
     await bot.slack.send_slash_command("/membot", "show", user=ADMIN)  # the admin check is now cached
@@ -104,7 +84,8 @@ async def test_an_admin_demoted_after_opening_the_modal_changes_nothing(bot: Sla
     assert await bot.store.list_audit(limit=10) == []
 
 
-async def test_an_admin_demoted_before_clicking_confirm_changes_nothing(bot: SlackBot) -> None:
+async def test_an_admin_demoted_before_clicking_confirm_changes_nothing(slack_bot: SlackBot) -> None:
+    bot = slack_bot
     agent = await _talk(bot)
     await bot.slack.send_slash_command("/membot", "reset all", user=ADMIN)
     question = await bot.fake.wait_for_response_url_post()
@@ -126,8 +107,9 @@ async def test_an_admin_demoted_before_clicking_confirm_changes_nothing(bot: Sla
     "value", ["[1, 2]", "not json", '"reset"', '{"op": "reset", "agent": "x", "scope": "everything"}']
 )
 async def test_a_button_value_we_did_not_write_does_nothing(
-    bot: SlackBot, value: str, caplog: pytest.LogCaptureFixture
+    slack_bot: SlackBot, value: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    bot = slack_bot
     agent = await _talk(bot)
     message = {"type": "message", "ts": bot.fake.workspace.new_ts(), "text": "?", "blocks": []}
     await bot.slack.send_block_action(message=message, action_id=CONFIRM_ACTION, value=value, user=ADMIN)

@@ -4,6 +4,7 @@ client; membot's turns go through a real runtime and answer through the scripted
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -51,16 +52,10 @@ class A2AWorld:
         )
 
 
-@pytest.fixture
-async def world(llm_server: FakeLLMServer, tmp_path: Path) -> AsyncIterator[A2AWorld]:
-    a2a = {
-        "agents": ["sam"],
-        "token": TOKEN,
-        "callers": {"planner": "planner-token", "critic": "critic-token"},
-        "public_url": BASE,
-        "max_message_chars": 500,
-    }
-    settings = settings_for(llm_server, tmp_path, a2a=a2a)
+@contextlib.asynccontextmanager
+async def a2a_world(llm_server: FakeLLMServer, tmp_path: Path, a2a: dict[str, Any]) -> AsyncIterator[A2AWorld]:
+    """membot with agent "sam" exposed over A2A by `a2a` settings, its app served in process."""
+    settings = settings_for(llm_server, tmp_path, a2a={"agents": ["sam"], **a2a})
     async with open_app(settings) as app:
         membot = Membot(app=app, server=llm_server)
         await membot.create("sam")
@@ -74,6 +69,18 @@ async def world(llm_server: FakeLLMServer, tmp_path: Path) -> AsyncIterator[A2AW
             yield A2AWorld(membot=membot, runtime=runtime, app=asgi)
         finally:
             await runtime.stop(deadline_s=5)
+
+
+@pytest.fixture
+async def world(llm_server: FakeLLMServer, tmp_path: Path) -> AsyncIterator[A2AWorld]:
+    a2a = {
+        "token": TOKEN,
+        "callers": {"planner": "planner-token", "critic": "critic-token"},
+        "public_url": BASE,
+        "max_message_chars": 500,
+    }
+    async with a2a_world(llm_server, tmp_path, a2a) as built:
+        yield built
 
 
 def message(context: str, *parts: tuple[str | None, str]) -> SendMessageRequest:
@@ -239,20 +246,8 @@ async def test_bad_requests_get_a_protocol_error_and_record_nothing(
 @pytest.fixture
 async def open_world(llm_server: FakeLLMServer, tmp_path: Path) -> AsyncIterator[A2AWorld]:
     """A server without a token: allowed on loopback, for local callers only."""
-    settings = settings_for(llm_server, tmp_path, a2a={"agents": ["sam"]})
-    async with open_app(settings) as app:
-        membot = Membot(app=app, server=llm_server)
-        await membot.create("sam")
-        runtime = Runtime(store=app.store, loop=app.loop, sinks={})
-        server = A2AServer(runtime=runtime, directory=app.directory, settings=settings.a2a)
-        await runtime.start()
-        asgi = await build_a2a_app(
-            runtime=runtime, directory=app.directory, settings=settings.a2a, replies=server.replies
-        )
-        try:
-            yield A2AWorld(membot=membot, runtime=runtime, app=asgi)
-        finally:
-            await runtime.stop(deadline_s=5)
+    async with a2a_world(llm_server, tmp_path, {}) as built:
+        yield built
 
 
 @pytest.mark.parametrize(
