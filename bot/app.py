@@ -15,6 +15,7 @@ from pathlib import Path
 
 from bot.agent.directory import AgentDirectory
 from bot.agent.loop import AgentLoop
+from bot.agent.model_info import ContextWindowChoice, resolve_context_window
 from bot.agent.options import shipped_options
 from bot.agent.templates import Templates
 from bot.agent.tokens import TokenCounter
@@ -39,6 +40,8 @@ class App:
     loop: AgentLoop
     directory: AgentDirectory
     model: DeferredChatModel
+    #: The window prompts are budgeted against, and where that number came from.
+    context_window: ContextWindowChoice
     #: The persona and human templates, and who may name which.
     templates: Templates
 
@@ -143,8 +146,9 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
             stack.push_async_callback(deferred.aclose)
             embedder = deferred
         agent = settings.agent
+        window = await resolve_context_window(llm)
         options = shipped_options(
-            context_window=llm.context_window,
+            context_window=window.tokens,
             max_output_tokens=llm.max_output_tokens,
             warning_fraction=agent.memory_warning_fraction,
             max_chained_steps=agent.max_chained_steps,
@@ -169,6 +173,7 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
             loop=loop,
             directory=directory,
             model=model,
+            context_window=window,
             templates=templates_of(settings),
         )
 
