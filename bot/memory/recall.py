@@ -188,6 +188,8 @@ class RecallMemory:
         ]
         by_meaning: list[StoredMessage] = []
         if self._embedder is not None:
+            # Every message of a speaker the query names matches it (the speaker is indexed), so
+            # the candidates nearly always hold one of theirs when they have spoken at all.
             speakers = {m.speaker_name for found, _ in by_words for m in found if m.speaker_name}
             # The window's messages may take places in the vector ranking: as many more are read.
             extra = 0 if bounds is None else min(max(bounds.turn_start_seq - bounds.context_start_seq, 0), depth)
