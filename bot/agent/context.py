@@ -22,7 +22,7 @@ from datetime import UTC
 from bot.agent.model import ChatMessage, ToolCallWire
 from bot.agent.tokens import REPLY_PRIMING_TOKENS, TOKENS_PER_MESSAGE
 from bot.memory.core import render_blocks
-from bot.memory.store import AgentRecord, CoreBlock, MessageRole, StoredMessage
+from bot.memory.store import AgentRecord, CoreBlock, MessageRole, MessageSize, StoredMessage
 
 __all__ = [
     "ContextBreakdown",
@@ -93,7 +93,12 @@ def build_system_message(
 
 
 def estimate_prompt_tokens(
-    *, system_tokens: int, tools_tokens: int, queue: Sequence[StoredMessage], max_chars: int, correction: float
+    *,
+    system_tokens: int,
+    tools_tokens: int,
+    queue: Sequence[StoredMessage] | Sequence[MessageSize],
+    max_chars: int,
+    correction: float,
 ) -> int:
     """Prompt tokens of the system message, the function schemas and the queue, without
     re-encoding the queue (each stored message carries its count); `correction` is the
@@ -138,7 +143,7 @@ def context_breakdown(
     window: ContextWindow,
     sections: SystemSections,
     tools_tokens: int,
-    queue: Sequence[StoredMessage],
+    queue: Sequence[StoredMessage] | Sequence[MessageSize],
     max_chars: int,
     count: Callable[[str], int],
     correction: float = 1.0,
@@ -229,12 +234,14 @@ def _interrupted_results(call_ids: list[str]) -> list[ChatMessage]:
 _RENDER_OVERHEAD: dict[MessageRole, int] = {"user": 16, "system": 14, "assistant": 4, "tool": 12}
 
 
-def rendered_tokens(message: StoredMessage, *, max_chars: int) -> int:
+def rendered_tokens(message: StoredMessage | MessageSize, *, max_chars: int) -> int:
     """Estimated tokens of `render_message(message)`, from the count stored with it (no
     re-encoding on the hot path); a user message over `max_chars` is truncated when rendered."""
     tokens = message.tokens
-    if message.role == "user" and len(message.content) > max_chars:
-        tokens = tokens * max_chars // len(message.content) + 24
+    if message.role == "user":
+        chars = message.chars if isinstance(message, MessageSize) else len(message.content)
+        if chars > max_chars:
+            tokens = tokens * max_chars // chars + 24
     return tokens + _RENDER_OVERHEAD[message.role]
 
 

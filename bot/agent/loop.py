@@ -42,6 +42,7 @@ from bot.memory.store import (
     AgentUpdate,
     MemoryStore,
     MessageRole,
+    MessageSize,
     NewMessage,
     StoredMessage,
     StoredToolCall,
@@ -373,11 +374,20 @@ class AgentLoop:
             blocks=await self.core.blocks(agent_id),
             passage_count=await self.archival.count(agent_id),
         )
+        # An agent this loop is serving has its queue cached: brought up to date, it costs one
+        # small read. For any other only the messages' sizes are read, and nothing is cached, so
+        # looking at many agents never pushes the active ones out of the cache.
+        cached = next((c for c in (self._queues, self._shared_queues) if c.holds(agent_id)), None)
+        queue: Sequence[StoredMessage] | Sequence[MessageSize]
+        if cached is not None:
+            queue = (await cached.load(agent_id, agent.context_start_seq)).messages
+        else:
+            queue = await self._store.message_sizes(agent_id, from_seq=agent.context_start_seq)
         return context_breakdown(
             window=self._options.window,
             sections=sections,
             tools_tokens=self._count_tools(),
-            queue=await self._store.get_messages(agent_id, from_seq=agent.context_start_seq),
+            queue=queue,
             max_chars=self._options.max_user_message_chars,
             count=self._counter.count_text,
             correction=self._counter.correction_factor,

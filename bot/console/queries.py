@@ -20,7 +20,7 @@ from bot.agent.loop import AgentLoop
 from bot.memory.policy_store import AuditEntry
 from bot.memory.runtime_store import HeartbeatState
 from bot.memory.store import AgentRecord, CoreBlock, MessageRole, Passage, RecallStats, StoredMessage
-from bot.memory.usage_store import UsageRecord, summarise
+from bot.memory.usage_store import UsageRecord
 from bot.runtime import Store
 
 __all__ = [
@@ -197,7 +197,7 @@ class ConsoleReads:
         if archival_query:
             passages, count = await self._loop.archival.search_passages(agent.id, archival_query, offset=0, limit=10)
             archival_hits = (tuple(passages), count)
-        usage = await self._store.list_usage(since=self.today(), until=self.today(), scope=place.server)
+        usage = await self._store.sum_usage(since=self.today(), until=self.today(), scope=place.server, by=("agent",))
         return AgentView(
             agent=agent,
             place=place,
@@ -217,24 +217,30 @@ class ConsoleReads:
     async def cost(self, *, server: str | None, days: int = 30) -> CostView:
         until = self.today()
         span = tuple(until - timedelta(days=days - 1 - i) for i in range(days))
-        rows = await self._store.list_usage(since=span[0], until=until, scope=server)
+        by_server = await self._store.sum_usage(since=span[0], until=until, scope=server, by=("day", "server"))
         servers = [
             Series(key=s.key, label=s.key or "(direct messages)", values=s.values)
-            for s in _series(summarise(rows, ("day", "server")), span, key=lambda r: r.scope or "")
+            for s in _series(by_server, span, key=lambda r: r.scope or "")
         ]
-        agents = _series(summarise(rows, ("day", "agent")), span, key=lambda r: r.agent_id)
-        names = {}
-        for series in agents[:_TOP_SERIES]:
+        # The biggest agents by their total, then only their days: not a row per agent and day.
+        totals = await self._store.sum_usage(since=span[0], until=until, scope=server, by=("agent",))
+        top = [r.agent_id for r in sorted(totals, key=lambda r: (-r.total_tokens, r.agent_id))[:_TOP_SERIES]]
+        by_agent = await self._store.sum_usage(
+            since=span[0], until=until, scope=server, agent_ids=top, by=("day", "agent")
+        )
+        agents = []
+        for series in _series(by_agent, span, key=lambda r: r.agent_id):
             found = await self._store.get_agent(series.key)
-            names[series.key] = found.name if found is not None else f"{series.key} (deleted)"
+            label = found.name if found is not None else f"{series.key} (deleted)"
+            agents.append(Series(key=series.key, label=label, values=series.values))
         return CostView(
             days=span,
             server=server,
             servers=tuple(servers[:_TOP_SERIES]),
-            agents=tuple(Series(key=s.key, label=names[s.key], values=s.values) for s in agents[:_TOP_SERIES]),
+            agents=tuple(agents),
             more_servers=max(0, len(servers) - _TOP_SERIES),
-            more_agents=max(0, len(agents) - _TOP_SERIES),
-            total=sum(r.total_tokens for r in rows),
+            more_agents=max(0, len(totals) - _TOP_SERIES),
+            total=sum(r.total_tokens for r in by_server),
         )
 
     async def audit(
@@ -252,8 +258,8 @@ class ConsoleReads:
         return AuditView(entries=tuple(kept[:limit]), is_cut=len(kept) > limit or len(entries) == read)
 
     async def _tokens_by_agent(self, day: date) -> dict[str, int]:
-        rows = await self._store.list_usage(since=day, until=day)
-        return {r.agent_id: r.total_tokens for r in summarise(rows, ("agent",))}
+        rows = await self._store.sum_usage(since=day, until=day, by=("agent",))
+        return {r.agent_id: r.total_tokens for r in rows}
 
     async def _heartbeat(self, agent_id: str) -> HeartbeatView:
         state = await self._store.heartbeat_state(agent_id)

@@ -32,6 +32,7 @@ __all__ = [
     "CoreBlock",
     "MemoryStore",
     "MessageRole",
+    "MessageSize",
     "NewMessage",
     "NewPassage",
     "Passage",
@@ -167,6 +168,17 @@ class Passage:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MessageSize:
+    """How big one stored message is, without its text: what a prompt's size is computed from."""
+
+    seq: int
+    role: MessageRole
+    tokens: int
+    #: len(content), in characters.
+    chars: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RecallStats:
     """How much recall holds for one agent, and when its newest message was written."""
 
@@ -224,6 +236,11 @@ class MemoryStore(Protocol):
 
     async def count_agents(self, *, key_prefix: str | None = None) -> int:
         """How many agents `list_agents` would page through."""
+        ...
+
+    async def message_sizes(self, agent_id: str, *, from_seq: int) -> list[MessageSize]:
+        """The size of each message with seq >= from_seq, in seq order, without reading the texts
+        (the console's context chart of an agent whose queue no loop holds)."""
         ...
 
     async def recall_stats(self, agent_ids: Sequence[str]) -> dict[str, RecallStats]:

@@ -89,6 +89,11 @@ def browse(base: str, agent_name: str, folder: Path) -> dict[str, str]:
     """The operator's visit, synchronously (Selenium); returns what the test checks."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    def arrive(part: str) -> None:
+        """Wait for the navigation a click or a submit started (no sleeping: polls the URL)."""
+        WebDriverWait(driver, 10).until(lambda d: part in d.current_url)
 
     seen: dict[str, str] = {}
     with chromium(folder / "profile") as driver:
@@ -100,16 +105,18 @@ def browse(base: str, agent_name: str, folder: Path) -> dict[str, str]:
         field = driver.find_element(By.ID, "token")
         assert driver.switch_to.active_element == field  # autofocus: type at once
         field.send_keys(TOKEN, Keys.ENTER)
-        assert driver.current_url.endswith("/console/agents")
+        arrive("/console/agents")
         shot = folder / "agents.png"
         screenshot(driver, shot)
         save_for_docs(shot, "agents")
         driver.find_element(By.LINK_TEXT, agent_name).click()
+        arrive("/console/agents/")
         seen["title"] = driver.title
         area = driver.find_element(By.CSS_SELECTOR, "form#block-human textarea")
         area.clear()
         area.send_keys("Ada looks after the greenhouse.\nGrace: Sunday shift\nLikes: basil")
         driver.find_element(By.CSS_SELECTOR, "form#block-human button[type=submit]").click()
+        arrive("done=saved")
         seen["status"] = driver.find_element(By.CSS_SELECTOR, ".notice").text
         seen["human"] = driver.find_element(By.CSS_SELECTOR, "form#block-human textarea").get_attribute("value") or ""
         seen["chart"] = driver.find_element(By.CSS_SELECTOR, "svg.bar-chart").get_attribute("aria-labelledby") or ""
@@ -119,6 +126,7 @@ def browse(base: str, agent_name: str, folder: Path) -> dict[str, str]:
         seen["agent_png"] = f"{shot.read_bytes()[:8]!r} {shot.stat().st_size}"
         for name in ("cost", "audit"):
             driver.find_element(By.LINK_TEXT, name.capitalize()).click()
+            arrive(f"/console/{name}")
             seen[f"{name}_title"] = driver.title
             shot = folder / f"{name}.png"
             screenshot(driver, shot)

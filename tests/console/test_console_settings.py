@@ -3,6 +3,8 @@ the token a secret like the others (hidden in descriptions, redacted from logs).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bot.config import load_settings
@@ -35,3 +37,14 @@ def test_the_token_is_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.console.session_hours == 2
     assert settings.describe()["console"]["token"] == "***"
     assert Redactor(settings_secrets(settings))(f"login with {TOKEN} failed") == "login with *** failed"
+
+
+def test_the_docs_show_one_small_screenshot_of_each_page() -> None:
+    root = Path(__file__).resolve().parents[2]
+    docs = (root / "docs" / "console.md").read_text(encoding="utf-8")
+    for name in ("login", "agents", "agent", "cost", "audit"):
+        image = root / "docs" / "images" / f"console-{name}.png"
+        assert f"](images/console-{name}.png)" in docs, name
+        assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert image.stat().st_size < 200_000, name
+    assert "docs/console.md" in (root / "README.md").read_text(encoding="utf-8")

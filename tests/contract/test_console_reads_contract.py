@@ -78,3 +78,24 @@ def test_key_prefix_bound_is_the_least_string_above_the_prefix() -> None:
     assert key_prefix_bound("x\ud7ff") == "x\ue000"
     for key in ("discord:1", "discord:\U0010ffff", "discord:" + "z" * 50):
         assert "discord:" <= key < "discord;"
+
+
+async def test_message_sizes_read_role_tokens_and_length_without_the_text(store: MemoryStore) -> None:
+    await new_agent(store, "a")
+    texts = ["hi", "ünïcödé 🙂 名前", "", "x" * 9_000]
+    roles = ["user", "assistant", "tool", "user"]
+    await store.append_messages(
+        "a",
+        [
+            msg(text, role=role, at=T0 + timedelta(minutes=i))
+            for i, (text, role) in enumerate(zip(texts, roles, strict=True))
+        ],  # type: ignore[arg-type]
+    )
+    sizes = await store.message_sizes("a", from_seq=2)
+    stored = await store.get_messages("a", from_seq=2)
+    assert [(s.seq, s.role, s.tokens, s.chars) for s in sizes] == [
+        (m.seq, m.role, m.tokens, len(m.content)) for m in stored
+    ]
+    assert [s.chars for s in sizes] == [len(texts[1]), 0, 9_000]  # characters, not bytes
+    assert await store.message_sizes("a", from_seq=99) == []
+    assert await store.message_sizes("ghost", from_seq=1) == []

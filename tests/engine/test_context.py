@@ -10,7 +10,7 @@ from typing import Any
 from bot.agent.context import build_system_message, choose_eviction
 from bot.agent.tokens import TokenCounter
 from bot.memory.core import render_blocks
-from bot.memory.store import AgentUpdate, StoredMessage, StoredToolCall
+from bot.memory.store import AgentUpdate, NewMessage, StoredMessage, StoredToolCall
 from tests.engine.conftest import MODEL, EngineFactory
 from tests.fakes.llm_server import (
     Computed,
@@ -272,3 +272,37 @@ async def test_system_message_is_byte_identical_to_its_sections_joined(make_engi
         if summary:
             expected += ["## Summary of older messages", summary]
         assert text == "\n\n".join(expected)
+
+
+async def test_context_breakdown_of_an_idle_agent_reads_the_store_and_caches_nothing(
+    make_engine: EngineFactory,
+) -> None:
+    engine = await make_engine()
+    engine.server.enqueue(reply("hi"))
+    await engine.say("hello")
+    assert engine.loop._queues.holds(engine.agent.id)  # served: cached, and the breakdown uses it
+    other = await engine.directory.create(
+        name="idle", persona="p", human="h", persona_template="sam", human_template="basic", model=MODEL
+    )
+    await engine.store.append_messages(
+        other.id, [NewMessage(role="user", content="a quiet message", created_at=engine.now(), tokens=4)]
+    )
+    breakdown = await engine.loop.context_breakdown(other.id)
+    assert breakdown.message_count == 1
+    assert not engine.loop._queues.holds(other.id) and not engine.loop._shared_queues.holds(other.id)
+    cached = await engine.loop.context_breakdown(engine.agent.id)
+    assert cached.message_count == len(await engine.store.get_messages(engine.agent.id))
+
+
+async def test_context_breakdown_from_sizes_equals_the_one_from_messages(make_engine: EngineFactory) -> None:
+    """An idle agent's chart (message sizes from the store) and a served one's (the loop's cached
+    queue) count the same prompt the same way, long user messages truncated alike."""
+    engine = await make_engine(max_user_message_chars=200)
+    for text in ["short", "long " * 300, "ünïcödé " * 40]:
+        engine.server.enqueue(reply("ok"))
+        await engine.say(text)
+    served = await engine.loop.context_breakdown(engine.agent.id)
+    engine.loop.forget_cached(engine.agent.id)
+    idle = await engine.loop.context_breakdown(engine.agent.id)
+    assert idle == served
+    assert not engine.loop._queues.holds(engine.agent.id)

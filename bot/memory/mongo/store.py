@@ -57,6 +57,7 @@ from bot.memory.store import (
     AgentUpdate,
     CoreBlock,
     MessageRole,
+    MessageSize,
     NewMessage,
     NewPassage,
     Passage,
@@ -302,6 +303,21 @@ class MongoStore(MongoRuntimeStore, MongoPolicyStore, MongoUsageStore):
             cursor = self._coll(AGENTS).find(_key_range(key_prefix)).sort([("created_at_us", 1), ("num", 1)])
             docs = await cursor.skip(max(offset, 0)).limit(limit).to_list()
         return [a for d in docs if (a := schema.decode(AGENTS, d, AgentRecord)) is not None]
+
+    async def message_sizes(self, agent_id: str, *, from_seq: int) -> list[MessageSize]:
+        with self._translate("message_sizes"):
+            top = await self._logs.watermark("messages", agent_id)
+            pipeline: list[dict[str, Any]] = [
+                {"$match": {"agent_id": agent_id, "seq": {"$gte": from_seq, "$lte": top}}},
+                {"$sort": {"seq": 1}},
+                {"$project": {"_id": 0, "seq": 1, "role": 1, "tokens": 1, "chars": {"$strLenCP": "$content"}}},
+            ]
+            docs = await (await self._coll(MESSAGES).aggregate(pipeline)).to_list()
+        return [
+            MessageSize(seq=int(d["seq"]), role=d["role"], tokens=int(d.get("tokens") or 0), chars=int(d["chars"]))
+            for d in docs
+            if d.get("role") in ("system", "user", "assistant", "tool")
+        ]
 
     async def count_agents(self, *, key_prefix: str | None = None) -> int:
         with self._translate("count_agents"):

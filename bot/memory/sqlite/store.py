@@ -68,6 +68,7 @@ from bot.memory.store import (
     AgentUpdate,
     CoreBlock,
     MessageRole,
+    MessageSize,
     NewMessage,
     NewPassage,
     Passage,
@@ -254,6 +255,18 @@ class SQLiteStore(SQLiteRuntimeStore, SQLitePolicyStore, SQLiteUsageStore):
         where, params = _key_range(key_prefix)
         sql = f"SELECT * FROM agents {where} ORDER BY created_at, num LIMIT ? OFFSET ?"
         return await self._select(sql, (*params, max(limit, 0), max(offset, 0)), agent_from_row)
+
+    async def message_sizes(self, agent_id: str, *, from_seq: int) -> list[MessageSize]:
+        sql = f"SELECT seq, role, tokens, length(content) FROM messages WHERE {_OF_AGENT} AND seq >= ? ORDER BY seq"
+
+        def read(conn: sqlite3.Connection) -> list[MessageSize]:
+            return [
+                MessageSize(seq=int(seq), role=role, tokens=int(tokens or 0), chars=int(chars or 0))
+                for seq, role, tokens, chars in conn.execute(sql, (agent_id, from_seq))
+                if role in ROLE_CODES
+            ]
+
+        return await self._run("autocommit", read)
 
     async def count_agents(self, *, key_prefix: str | None = None) -> int:
         where, params = _key_range(key_prefix)
