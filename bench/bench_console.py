@@ -27,7 +27,22 @@ from bot.memory.store import AgentUpdate, NewMessage
 from bot.memory.usage_store import UsageRecord
 from tests.console.world import MODEL, NOW, Client, World, client, make_world, serving
 
-_WORDS = ["the", "greenhouse", "tomatoes", "basil", "water", "shift", "sunday", "grace", "ada", "window", "seedlings", "compost", "rain", "frost"]
+_WORDS = [
+    "the",
+    "greenhouse",
+    "tomatoes",
+    "basil",
+    "water",
+    "shift",
+    "sunday",
+    "grace",
+    "ada",
+    "window",
+    "seedlings",
+    "compost",
+    "rain",
+    "frost",
+]
 
 
 class _NoModel:
