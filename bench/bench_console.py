@@ -17,14 +17,14 @@ import statistics
 import tempfile
 import time
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 from bot.agent.model import ChatMessage, Completion, ToolSchema
 from bot.memory.policy_store import AuditEntry
 from bot.memory.sqlite import SQLiteStore
 from bot.memory.store import AgentUpdate, NewMessage
-from bot.memory.usage_store import UsageRecord
+from bot.memory.usage_store import UsageRecord, summarise
 from tests.console.world import MODEL, NOW, Client, World, client, make_world, serving
 
 _WORDS = [
@@ -123,18 +123,44 @@ async def fill(world: World, *, agents: int, messages: int) -> str:
     return big
 
 
-async def timed(browser: Client, path: str, requests: int) -> tuple[float, float]:
-    """Median and p95 in ms of `requests` GETs of `path` (after two warm-up requests)."""
+async def timed(browser: Client, path: str, requests: int) -> tuple[float, float, float]:
+    """Median and p95 wall time in ms of `requests` GETs of `path` (after two warm-up requests),
+    and the mean CPU time of this process per request (server and client: on a shared machine
+    it moves less with the load than wall time does)."""
     for _ in range(2):
         assert (await browser.get(path)).status == 200, path
     times = []
+    cpu = time.process_time()
     for _ in range(requests):
         started = time.perf_counter()
         reply = await browser.get(path)
         times.append((time.perf_counter() - started) * 1000)
         assert reply.status == 200, path
+    cpu_ms = (time.process_time() - cpu) * 1000 / requests
     times.sort()
-    return statistics.median(times), times[int(len(times) * 0.95) - 1]
+    return statistics.median(times), times[int(len(times) * 0.95) - 1], cpu_ms
+
+
+async def usage_report(world: World, requests: int) -> None:
+    """`membot usage --days 30 --by day,server` the old way (every row to Python, then summed)
+    and the store's way (`sum_usage`), over the same rows."""
+    since = NOW.date() - timedelta(days=29)
+    ways = {
+        "list_usage + summarise": lambda: _summarised(world, since),
+        "sum_usage": lambda: world.store.sum_usage(since=since, by=("day", "server")),
+    }
+    print("\n| 30 days of usage by day and server | median |\n|---|---|")
+    for name, run in ways.items():
+        times = []
+        for _ in range(max(3, requests // 10)):
+            started = time.perf_counter()
+            await run()
+            times.append((time.perf_counter() - started) * 1000)
+        print(f"| {name} | {statistics.median(times):.0f} ms |")
+
+
+async def _summarised(world: World, since: date) -> list[UsageRecord]:
+    return summarise(await world.store.list_usage(since=since), ("day", "server"))
 
 
 async def main(agents: int, messages: int, requests: int) -> None:
@@ -155,10 +181,11 @@ async def main(agents: int, messages: int, requests: int) -> None:
                     f"cost, 30 days x {agents:,} agents": "/console/cost",
                     "audit, 50 newest of 1,000": "/console/audit",
                 }
-                print("\n| page | median | p95 |\n|---|---|---|")
+                print("\n| page | median | p95 | CPU per request |\n|---|---|---|---|")
                 for name, path in pages.items():
-                    median, p95 = await timed(browser, path, requests)
-                    print(f"| {name} | {median:.1f} ms | {p95:.1f} ms |")
+                    median, p95, cpu = await timed(browser, path, requests)
+                    print(f"| {name} | {median:.1f} ms | {p95:.1f} ms | {cpu:.1f} ms |")
+            await usage_report(world, requests)
         finally:
             await store.close()
 
