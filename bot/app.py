@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bot.agent.directory import AgentDirectory
 from bot.agent.loop import AgentLoop
+from bot.agent.model_info import ContextWindowChoice, resolve_context_window
 from bot.agent.options import shipped_options
 from bot.agent.tokens import TokenCounter
 from bot.config import Settings
@@ -37,6 +38,8 @@ class App:
     loop: AgentLoop
     directory: AgentDirectory
     model: DeferredChatModel
+    #: The window prompts are budgeted against, and where that number came from.
+    context_window: ContextWindowChoice
 
 
 @asynccontextmanager
@@ -115,8 +118,9 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
             stack.push_async_callback(deferred.aclose)
             embedder = deferred
         agent = settings.agent
+        window = await resolve_context_window(llm)
         options = shipped_options(
-            context_window=llm.context_window,
+            context_window=window.tokens,
             max_output_tokens=llm.max_output_tokens,
             warning_fraction=agent.memory_warning_fraction,
             max_chained_steps=agent.max_chained_steps,
@@ -135,4 +139,4 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
             options=options,
         )
         directory = AgentDirectory(store, core_block_limit=agent.core_block_limit)
-        yield App(settings=settings, store=store, loop=loop, directory=directory, model=model)
+        yield App(settings=settings, store=store, loop=loop, directory=directory, model=model, context_window=window)

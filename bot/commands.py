@@ -159,8 +159,11 @@ async def agents(settings: Settings, action: str, args: dict[str, Any]) -> int:
         if action == "delete":
             if not args.get("yes"):
                 raise UserFacingError("deleting an agent erases all its memory: add -y to confirm")
-            await app.store.delete_agent(agent.id)
-            console.print(f"Deleted agent {escape(agent.name)}.")
+            from bot.ops.privacy import cli_actor, privacy_admin
+
+            # Through the admin service, like the platforms' reset: audited, heartbeat cancelled.
+            await privacy_admin(app).reset(cli_actor(), agent.id, "all")
+            console.print(f"Deleted agent {escape(agent.name)}. Recorded in the audit log.")
             return 0
     return 2
 
@@ -296,7 +299,7 @@ async def run(settings: Settings, platforms: Sequence[str]) -> int:
         if settings.a2a.agents:
             components.append(_a2a_server(settings, services))
         if metrics is not None:
-            metrics.watch(services.runtime)
+            metrics.watch(services.runtime, services.scheduler)
             console = _console(settings, services)
             components.append(
                 ops_server(settings, store=services.app.store, components=components, metrics=metrics, console=console)

@@ -56,6 +56,9 @@ class HeartbeatScheduler:
         self._sweep = sweep
         self._clock = clock
         self._scheduler: AsyncIOScheduler | None = None
+        #: Due heartbeats this scheduler did not hand to the runtime (paused agent, budget spent,
+        #: agent deleted); the runtime counts those it skipped itself (a user message came first).
+        self.heartbeats_skipped = 0
 
     def start(self) -> None:
         """Tick every `options.tick` on the running event loop."""
@@ -122,13 +125,13 @@ class HeartbeatScheduler:
         elif agent.heartbeats_paused_until is not None and agent.heartbeats_paused_until > now:
             # pause_heartbeats: try again when the pause ends.
             await self._store.schedule_heartbeat(due.agent_id, due_at=agent.heartbeats_paused_until)
-            self._runtime.stats.heartbeats_skipped += 1
+            self.heartbeats_skipped += 1
             return False
         elif await self._is_over_budget(due.agent_id, now):
             reason = "daily reflection budget spent (agent or server)"
         if reason is None:
             return True
-        self._runtime.stats.heartbeats_skipped += 1
+        self.heartbeats_skipped += 1
         _log.info("heartbeat for agent %s skipped: %s", due.agent_id, reason)
         await self._store.finish_heartbeat(due, fired_at=now, tokens=0)
         return False

@@ -51,7 +51,8 @@ def test_defaults_under_a_fresh_home() -> None:
     assert settings.llm.base_url == "https://api.openai.com/v1"
     assert settings.llm.model == "gpt-4o-mini"
     assert settings.llm.api_key is None
-    assert settings.llm.context_window == 128_000
+    assert settings.llm.context_window is None
+    assert settings.llm.known_context_window == 128_000
     assert settings.embeddings.base_url == settings.llm.base_url
     assert settings.embeddings.model is None
     assert settings.agent.persona == "sam"
@@ -188,7 +189,7 @@ def test_toml_file_with_sections(tmp_path: Path) -> None:
     settings = load_settings(config)
     assert settings.log_level == "WARNING"
     assert settings.llm.model == "gpt-4.1-mini"
-    assert settings.llm.context_window == 1_047_576
+    assert settings.llm.known_context_window == 1_047_576
     assert settings.agent.persona == "assistant"
     assert settings.store.sqlite_path == Path(os.environ["HOME"]) / "bot.db"
 
@@ -339,10 +340,11 @@ def test_secrets_stay_out_of_errors_and_descriptions(monkeypatch: pytest.MonkeyP
         ("openai/gpt-4.1", 1_047_576),
         ("o1-mini", 128_000),
         ("o1", 200_000),
-        ("llama3.1:8b", 128_000),
+        ("llama3.1:8b", None),
+        ("Qwen/Qwen2.5-7B-Instruct", None),
     ],
 )
-def test_known_context_windows(model: str, window: int) -> None:
+def test_known_context_windows(model: str, window: int | None) -> None:
     assert context_window_for(model) == window
 
 
@@ -350,6 +352,7 @@ def test_explicit_context_window_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MEMBOT_LLM__MODEL", "gpt-4o")
     monkeypatch.setenv("MEMBOT_LLM__CONTEXT_WINDOW", "8192")
     assert load_settings().llm.context_window == 8192
+    assert load_settings().llm.known_context_window == 8192
 
 
 def test_settings_are_frozen() -> None:

@@ -100,6 +100,7 @@ def test_everything_configured_and_reachable_passes(
         "Slack mode": "ok",
         "store": "ok",
         "LLM endpoint": "ok",
+        "context window": "ok",
         "LLM completion": "ok",
         "embeddings": "ok",
         "Discord token": "ok",
@@ -110,6 +111,7 @@ def test_everything_configured_and_reachable_passes(
     }
     assert f"schema version {SCHEMA_VERSION}, 0 agents" in checks["store"][1]
     assert "64 dimensions" in checks["embeddings"][1]
+    assert checks["context window"][1] == "128000 tokens (the model's published window)"
     assert "membot" in checks["Discord token"][1]
     assert "Membot Test Workspace" in checks["Slack bot token"][1]
     (completion,) = llm_server.chat_requests
@@ -331,3 +333,21 @@ def test_an_error_quoting_the_api_key_is_printed_and_logged_without_it(
     assert code == 1
     assert "Incorrect API key provided: ***." in captured.out
     assert API_KEY not in captured.out and API_KEY not in captured.err
+
+
+def test_a_window_the_endpoint_does_not_report_is_a_warning_with_a_fix(
+    env: pytest.MonkeyPatch, llm_server: FakeLLMServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env.setenv("MEMBOT_LLM__MODEL", "llama3.1:8b")
+    llm_server.models = ("llama3.1:8b",)
+    llm_server.enqueue(TextReply(text="pong"))
+    _code, checks = doctor(capsys)
+    status, text = checks["context window"]
+    assert status == "warn"
+    assert "128000 tokens (membot's default): the endpoint does not say what it runs llama3.1:8b with" in text
+    assert "fix: set MEMBOT_LLM__CONTEXT_WINDOW" in text
+
+    llm_server.model_details["llama3.1:8b"] = {"context_length": 8192}
+    llm_server.enqueue(TextReply(text="pong"))
+    _code, checks = doctor(capsys)
+    assert checks["context window"] == ("ok", "8192 tokens (as the endpoint reports)")

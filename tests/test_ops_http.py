@@ -30,6 +30,7 @@ from bot.ops.metrics import Metrics
 from bot.ops.readiness import HTTPProbe, LLMReadiness, Readiness, ReadyComponent
 from bot.ops.store_timing import timed_store
 from bot.runtime import Runtime, RuntimeOptions
+from bot.scheduler import HeartbeatScheduler, SchedulerOptions
 from tests.contract.mongo_backend import WireServer
 from tests.fakes.discord_fixtures import DiscordFake
 from tests.fakes.llm_fixtures import SleepRecorder
@@ -143,7 +144,10 @@ async def test_healthz_and_metrics_move_when_turns_run(harness: Harness) -> None
         observer=metrics,
         meter=DailyBudgets(store=harness.store, tokens_per_server=0, tokens_per_user=0, clock=harness.clock),
     )
-    metrics.watch(runtime)
+    scheduler = HeartbeatScheduler(
+        store=harness.store, runtime=runtime, options=SchedulerOptions(daily_tokens_per_agent=0), clock=harness.clock
+    )
+    metrics.watch(runtime, scheduler)
     await runtime.start()
     harness.runtimes.append(runtime)
     agent = await harness.agent("sam")
@@ -170,6 +174,10 @@ async def test_healthz_and_metrics_move_when_turns_run(harness: Harness) -> None
         inbox_puts = value(after, "membot_store_call_seconds_count", operation="inbox_put")
         assert inbox_puts == 1
         assert value(after, "membot_heartbeats_total", result="fired") == 0
+        await harness.store.schedule_heartbeat(agent, due_at=harness.clock())
+        assert await scheduler.tick() == 0  # reflection is off (no daily tokens): skipped by the scheduler
+        _, skipped = await get("/metrics")
+        assert value(skipped, "membot_heartbeats_total", result="skipped") == 1
         assert value(after, "membot_leases_held") == 0
         assert value(after, "membot_llm_last_success_timestamp_seconds") is not None
 

@@ -429,3 +429,29 @@ async def test_a_failed_summary_deletes_nothing(bot: Bot, llm_server: FakeLLMSer
     assert await store.count_messages(bot.agent_id) == 8
     agent = await store.get_agent(bot.agent_id)
     assert agent is not None and agent.context_start_seq == 3
+
+
+def test_deleting_an_agent_from_the_shell_goes_through_the_audited_admin_service(
+    backend: Backend, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def prepare() -> dict[str, str]:
+        async with backend.opened() as store:
+            ids = await seed(store)
+            await store.schedule_heartbeat(ids["dm-other"], due_at=NOW)
+            return ids
+
+    ids = asyncio.run(prepare())
+
+    assert main(["agents", "delete", "dm-other"]) == 2  # refuses without -y
+    assert main(["agents", "delete", "dm-other", "-y"]) == 0
+    assert "Deleted agent dm-other. Recorded in the audit log." in capsys.readouterr().out
+
+    async def check() -> None:
+        async with backend.opened() as store:
+            assert await store.get_agent(ids["dm-other"]) is None
+            assert await store.heartbeat_state(ids["dm-other"]) is None
+            (entry,) = await store.list_audit()
+            assert (entry.action, entry.agent_id, entry.scope) == ("reset_all", ids["dm-other"], None)
+            assert entry.actor_id.startswith("cli:")
+
+    asyncio.run(check())

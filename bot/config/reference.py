@@ -24,7 +24,8 @@ class SettingDoc:
 
 # Defaults that depend on other settings or on the machine, described in words.
 _SHOWN_DEFAULTS: Mapping[str, str] = {
-    "llm.context_window": "known models: their window; else `128000`",
+    "llm.context_window": "known hosted models: their window; else what the endpoint's model list reports "
+    "(vLLM, LM Studio, OpenRouter, ...); else `128000`",
     "embeddings.base_url": "`llm.base_url`",
     "embeddings.api_key": "`llm.api_key` if `embeddings.base_url` is unset",
     "store.kind": "`mongodb` if a MongoDB URI is set, else `sqlite`",

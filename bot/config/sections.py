@@ -61,8 +61,8 @@ class LLMSettings(Section):
         default=None, description="name of another variable holding the key; wins over api_key"
     )
     model: str = Field(default=DEFAULT_MODEL, min_length=1, description="chat model name as the endpoint knows it")
-    context_window: PositiveInt = Field(
-        default=DEFAULT_CONTEXT_WINDOW, description="prompt + reply tokens the model accepts"
+    context_window: PositiveInt | None = Field(
+        default=None, le=10_000_000, description="prompt + reply tokens the model accepts"
     )
     max_output_tokens: PositiveInt = Field(default=1024, description="cap on tokens per reply")
     timeout_s: float = Field(default=60.0, gt=0, le=3600, description="seconds before one request is abandoned")
@@ -72,20 +72,17 @@ class LLMSettings(Section):
     _base_url = field_validator("base_url")(check_base_url)
     _api_key_env = field_validator("api_key_env")(_check_env_name)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _known_context_window(cls, data: Any) -> Any:
-        if isinstance(data, Mapping) and data.get("context_window") is None:
-            model = data.get("model", DEFAULT_MODEL)
-            if isinstance(model, str):
-                return {**data, "context_window": context_window_for(model)}
-        return data
+    @property
+    def known_context_window(self) -> int | None:
+        """The window the settings fix: the explicit setting, else a well-known hosted model's."""
+        return self.context_window or context_window_for(self.model)
 
     @model_validator(mode="after")
     def _reply_fits(self) -> LLMSettings:
-        if self.max_output_tokens >= self.context_window:
+        window = self.known_context_window or DEFAULT_CONTEXT_WINDOW
+        if self.max_output_tokens >= window:
             raise ValueError(
-                f"max_output_tokens ({self.max_output_tokens}) must be smaller than context_window ({self.context_window})"
+                f"max_output_tokens ({self.max_output_tokens}) must be smaller than context_window ({window})"
             )
         return self
 

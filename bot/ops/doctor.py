@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from bot.agent.llm import OpenAIChatModel, make_openai_client
 from bot.agent.model import ChatMessage, ToolSchema
+from bot.agent.model_info import resolve_context_window
 from bot.config import Settings
 from bot.errors import (
     LLMError,
@@ -254,6 +255,7 @@ async def check_llm(settings: Settings) -> list[Check]:
         checks = [listing]
         if listing.status == "fail":
             return checks
+        checks.append(await _check_window(settings))
         checks.append(await _check_completion(model))
     finally:
         await client.close()
@@ -295,6 +297,27 @@ async def _check_models(model: OpenAIChatModel, settings: Settings) -> Check:
             hint="set MEMBOT_LLM__MODEL to a model the endpoint serves (some gateways list only a few)",
         )
     return Check(name="LLM endpoint", status="ok", detail=f"{llm.base_url} serves {llm.model}")
+
+
+async def _check_window(settings: Settings) -> Check:
+    window = await resolve_context_window(settings.llm)
+    detail = f"{window.tokens} tokens ({_WINDOW_SOURCES[window.source]})"
+    if window.source == "default":
+        return Check(
+            name="context window",
+            status="warn",
+            detail=f"{detail}: the endpoint does not say what it runs {settings.llm.model} with",
+            hint="set MEMBOT_LLM__CONTEXT_WINDOW to the context length the server runs the model with",
+        )
+    return Check(name="context window", status="ok", detail=detail)
+
+
+_WINDOW_SOURCES = {
+    "setting": "from MEMBOT_LLM__CONTEXT_WINDOW",
+    "known model": "the model's published window",
+    "endpoint": "as the endpoint reports",
+    "default": "membot's default",
+}
 
 
 async def _check_completion(model: OpenAIChatModel) -> Check:

@@ -34,6 +34,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from bot.metering import LLMCall, TurnContext, TurnOutcome
 from bot.runtime import Runtime
+from bot.scheduler import HeartbeatScheduler
 
 __all__ = ["Metrics"]
 
@@ -116,16 +117,17 @@ class Metrics:
         self.last_llm_success = time.monotonic()
         self._llm_last_success.set(self._wall_clock())
 
-    def watch(self, runtime: Runtime) -> None:
-        """Export the runtime's counters and gauges, read at each scrape."""
-        self.registry.register(_RuntimeCollector(runtime))
+    def watch(self, runtime: Runtime, scheduler: HeartbeatScheduler) -> None:
+        """Export the runtime's and the scheduler's counters and gauges, read at each scrape."""
+        self.registry.register(_RuntimeCollector(runtime, scheduler))
 
 
 class _RuntimeCollector:
     """`RuntimeStats` and the mailbox count as metric families, read when scraped."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, scheduler: HeartbeatScheduler) -> None:
         self._runtime = runtime
+        self._scheduler = scheduler
 
     def collect(self) -> Iterable[Metric]:
         stats = self._runtime.stats
@@ -140,7 +142,7 @@ class _RuntimeCollector:
         yield CounterMetricFamily("membot_leases_lost", "Leases lost in the middle of a turn.", stats.leases_lost)
         heartbeats = CounterMetricFamily("membot_heartbeats", "Reflection heartbeats, by result.", labels=["result"])
         heartbeats.add_metric(["fired"], stats.heartbeats_fired)
-        heartbeats.add_metric(["skipped"], stats.heartbeats_skipped)
+        heartbeats.add_metric(["skipped"], stats.heartbeats_skipped + self._scheduler.heartbeats_skipped)
         yield heartbeats
         yield CounterMetricFamily(
             "membot_duplicates_dropped", "Duplicate platform events dropped by the inbox.", stats.duplicates_dropped

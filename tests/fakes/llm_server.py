@@ -95,6 +95,9 @@ class FakeLLMServer(LoopbackServer):
         stream_piece_chars: int = 5,
     ) -> None:
         self.models = tuple(models)
+        #: Extra fields per model id in GET /v1/models (a local server's `max_model_len`, ...).
+        self.model_details: dict[str, dict[str, object]] = {}
+        self.models_listed = 0
         self.embedding_dimensions = embedding_dimensions
         self.validate_requests = validate_requests
         self.stream_piece_chars = stream_piece_chars
@@ -268,7 +271,17 @@ class FakeLLMServer(LoopbackServer):
         return _json(200, {"object": "list", "data": data, "model": body.get("model"), "usage": usage})
 
     async def _models(self, request: web.Request) -> web.StreamResponse:
-        data = [{"id": m, "object": "model", "created": 1_700_000_000, "owned_by": "membot-fake"} for m in self.models]
+        self.models_listed += 1
+        data = [
+            {
+                "id": m,
+                "object": "model",
+                "created": 1_700_000_000,
+                "owned_by": "membot-fake",
+                **self.model_details.get(m, {}),
+            }
+            for m in self.models
+        ]
         return _json(200, {"object": "list", "data": data})
 
 
