@@ -77,14 +77,14 @@ class BlockDraft:
     error: str
 
 
-def place_text(place: Place) -> str:
+def place_text(place: Place, *, with_server: bool = True) -> str:
+    """Where the agent talks: `discord:1 · channel 2`, or without the server (the agents table has a column)."""
     match place.kind:
-        case "channel":
-            return f"{place.server} · channel {place.target}"
-        case "user":
-            return f"{place.server} · user {place.target}"
+        case "channel" | "user":
+            where = f"{place.kind} {place.target}"
+            return f"{place.server} · {where}" if with_server else where
         case "dm":
-            return f"{place.platform} · direct messages with {place.target}"
+            return f"direct messages with {place.target}"
         case "other":
             return place.target or "(no conversation)"
 

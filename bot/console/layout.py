@@ -14,6 +14,7 @@ __all__ = [
     "Section",
     "agent_url",
     "csrf_field",
+    "definition_list",
     "notice",
     "page",
     "tokens",

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.console.agent_page import Action
+from bot.console.agent_page import Action, place_text
 from bot.console.charts import daily_bars
 from bot.console.html import Child, Html, el, void
 from bot.console.layout import agent_url, csrf_field, notice, page, tokens, url, when
-from bot.console.queries import AgentsPage, AuditView, CostView, Place, Series
+from bot.console.queries import AgentsPage, AuditView, CostView, Series
 from bot.memory.store import AgentRecord
 
 __all__ = [
@@ -95,16 +95,6 @@ def _text_field(name: str, label: str, value: str, *, placeholder: str) -> Html:
     )
 
 
-def _where(place: Place) -> str:
-    match place.kind:
-        case "channel" | "user":
-            return f"{place.kind} {place.target}"
-        case "dm":
-            return f"direct messages with {place.target}"
-        case "other":
-            return place.target or "(no conversation)"
-
-
 def agents_page(listing: AgentsPage, *, platform: str, server: str, csrf: str, status: Child = None) -> Html:
     filters = el(
         "form",
@@ -130,7 +120,7 @@ def agents_page(listing: AgentsPage, *, platform: str, server: str, csrf: str, s
                 el("th", el("a", agent.name, href=agent_url(agent.id)), scope="row"),
                 el("td", place.platform),
                 el("td", server_cell),
-                el("td", _where(place)),
+                el("td", place_text(place, with_server=False)),
                 el("td", agent.persona_template),
                 el("td", f"{row.stats.message_count:,}", class_="num"),
                 el("td", when(row.stats.last_message_at)),
