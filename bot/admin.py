@@ -13,6 +13,7 @@ written to the audit log; refused attempts change nothing and are not audited.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -20,6 +21,7 @@ from typing import Any, Literal
 
 from bot.agent.directory import AgentDirectory
 from bot.agent.loop import AgentLoop
+from bot.agent.templates import TemplateKind, Templates
 from bot.errors import NotAllowedError, NotFoundError, UserFacingError
 from bot.memory.policy_store import AuditEntry, Policy, RoutingMode
 from bot.memory.runtime_store import DueHeartbeat
@@ -37,13 +39,12 @@ __all__ = [
     "MemorySummary",
     "ResetReport",
     "ResetScope",
-    "TemplateLoader",
     "UsageReport",
 ]
 
-#: Loads a persona or human template's text by name (the same loader the router uses).
-TemplateLoader = Callable[[Literal["persona", "human"], str], str]
 ResetScope = Literal["core", "recall", "archival", "all"]
+
+_log = logging.getLogger(__name__)
 
 _PAGE = 500
 
@@ -161,7 +162,7 @@ class AdminService:
         store: Store,
         directory: AgentDirectory,
         loop: AgentLoop,
-        load_template: TemplateLoader,
+        templates: Templates,
         runtime: Runtime | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         budget_limits: Mapping[BudgetKind, int] | None = None,
@@ -170,7 +171,7 @@ class AdminService:
         self._budget_limits = dict(budget_limits or {})
         self._directory = directory
         self._loop = loop
-        self._load = load_template
+        self._templates = templates
         self._runtime = runtime
         self._clock = clock
 
@@ -263,13 +264,14 @@ class AdminService:
     ) -> Policy:
         """Create or replace the policy of a server (channel=None) or one of its channels.
 
-        Template names are checked with the template loader first (whatever it raises for an
-        unknown name propagates), so a bad name cannot break agent creation on the server."""
+        Template names follow the admins' rule (`Templates.admin_text`: an installed name whose
+        text fits a core block, never a path; `UserFacingError` otherwise). A name the policy
+        already held that no longer passes (stored before the rule, or uninstalled since) is
+        dropped with a warning rather than refused, so the other fields can still be changed."""
         self._require_server(actor, scope)
-        if persona is not None:
-            self._load("persona", persona)
-        if human is not None:
-            self._load("human", human)
+        stored = await self._store.get_policy(scope, channel)
+        persona = self._checked_template("persona", persona, stored.persona if stored else None)
+        human = self._checked_template("human", human, stored.human if stored else None)
         policy = Policy(
             scope=scope,
             channel=channel,
@@ -431,11 +433,24 @@ class AdminService:
         if actor.scope is not None and actor.scope != scope:
             raise NotAllowedError("You can only manage the server this command was run in.")
 
+    def _checked_template(self, kind: TemplateKind, name: str | None, stored: str | None) -> str | None:
+        if name is None:
+            return None
+        try:
+            self._templates.admin_text(kind, name)
+        except UserFacingError as exc:
+            if name != stored:
+                raise
+            _log.warning("dropping %s template %r from a stored policy: %s", kind, name[:60], exc)
+            return None
+        return name
+
     async def _reset_core(self, agent: AgentRecord) -> int:
         old = {b.label: b for b in await self._store.get_blocks(agent.id)}
+        # The names the agent was created with, by the same rules as a new agent's (never a path an admin gave).
         texts = {
-            "persona": self._load("persona", agent.persona_template),
-            "human": self._load("human", agent.human_template),
+            "persona": self._templates.for_agent("persona", agent.persona_template)[1],
+            "human": self._templates.for_agent("human", agent.human_template)[1],
         }
         await self._store.delete_blocks(agent.id)
         for label, text in texts.items():

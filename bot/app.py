@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from bot.agent.directory import AgentDirectory
 from bot.agent.loop import AgentLoop
 from bot.agent.model_info import ContextWindowChoice, resolve_context_window
 from bot.agent.options import shipped_options
+from bot.agent.templates import Templates
 from bot.agent.tokens import TokenCounter
 from bot.config import Settings
 from bot.errors import ConfigError
@@ -25,7 +27,7 @@ from bot.metering import LimitedChatModel
 from bot.runtime import Store
 from bot.sdk_clients import DeferredChatModel, DeferredEmbedder
 
-__all__ = ["App", "open_app", "open_store"]
+__all__ = ["App", "open_app", "open_store", "prepare_data_dir", "templates_of"]
 
 _log = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ class App:
     model: DeferredChatModel
     #: The window prompts are budgeted against, and where that number came from.
     context_window: ContextWindowChoice
+    #: The persona and human templates, and who may name which.
+    templates: Templates
 
 
 @asynccontextmanager
@@ -99,9 +103,33 @@ def _sqlite_path(url: str) -> Path:
     return Path(url.removeprefix("sqlite:").removeprefix("//")).expanduser()
 
 
+def prepare_data_dir(settings: Settings) -> None:
+    """Make `data_dir`, and the SQLite file's folder, now: a path that cannot be used is one line
+    at start-up (`ConfigError`), not a traceback from whatever first writes there."""
+    folders = [("MEMBOT_DATA_DIR", settings.data_dir)]
+    if settings.store.kind == "sqlite":
+        folders.append(("MEMBOT_STORE__SQLITE_PATH", settings.store.sqlite_path.parent))
+    for name, folder in folders:
+        if name != "MEMBOT_DATA_DIR" and folder == settings.data_dir:
+            name = "MEMBOT_DATA_DIR"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"{name} ({folder}): cannot create the folder: {exc.strerror or exc}") from None
+        # The SQLite file is written there; the data folder itself may be read-only (templates from
+        # a read-only mount, the store in MongoDB).
+        if (
+            settings.store.kind == "sqlite"
+            and folder == settings.store.sqlite_path.parent
+            and not os.access(folder, os.W_OK | os.X_OK)
+        ):
+            raise ConfigError(f"{name} ({folder}): the folder is not writable by this user (uid {os.getuid()})")
+
+
 @asynccontextmanager
 async def open_app(settings: Settings) -> AsyncIterator[App]:
     """Store, LLM client, embedder and agent loop, wired by keyword."""
+    await asyncio.to_thread(prepare_data_dir, settings)
     async with AsyncExitStack() as stack:
         store = await stack.enter_async_context(open_store(settings))
         llm = settings.llm
@@ -139,4 +167,23 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
             options=options,
         )
         directory = AgentDirectory(store, core_block_limit=agent.core_block_limit)
-        yield App(settings=settings, store=store, loop=loop, directory=directory, model=model, context_window=window)
+        yield App(
+            settings=settings,
+            store=store,
+            loop=loop,
+            directory=directory,
+            model=model,
+            context_window=window,
+            templates=templates_of(settings),
+        )
+
+
+def templates_of(settings: Settings) -> Templates:
+    """The templates of this installation: `agent.templates_dir` (else `data_dir`) and the defaults."""
+    agent = settings.agent
+    return Templates(
+        root=agent.templates_dir or settings.data_dir,
+        default_persona=agent.persona,
+        default_human=agent.human,
+        block_limit=agent.core_block_limit,
+    )

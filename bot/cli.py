@@ -53,8 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
         "Piped standard input works too: one message per line.",
     )
     chat.add_argument("--agent", default="membot", help="agent name to resume or create (default: membot)")
-    chat.add_argument("--persona", help="persona template for a new agent: a shipped name or a file path")
-    chat.add_argument("--human", help="human template for a new agent: a shipped name or a file path")
+    chat.add_argument(
+        "--persona", help="persona template for a new agent: a name, or a file in the templates folder's personas/"
+    )
+    chat.add_argument(
+        "--human", help="human template for a new agent: a name, or a file in the templates folder's humans/"
+    )
     chat.add_argument("--model", help="LLM model id (overrides MEMBOT_LLM__MODEL)")
     chat.add_argument("--first", action="store_true", help="you speak first (by default the agent greets you)")
     chat.add_argument("--debug", action="store_true", help="show function calls and debug logs")

@@ -16,8 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bot.agent.templates import list_templates, load_template
-from bot.app import App, open_app
+from bot.app import App, open_app, templates_of
 from bot.config import Settings
 from bot.errors import ConfigError, LLMUnavailableError, NotFoundError, UserFacingError
 from bot.memory.store import AgentRecord
@@ -87,8 +86,8 @@ async def _create_agent(
     settings = app.settings
     persona_name = persona or settings.agent.persona
     human_name = human or settings.agent.human
-    persona_text = load_template("persona", persona_name, user_dir=settings.data_dir / "personas")
-    human_text = load_template("human", human_name, user_dir=settings.data_dir / "humans")
+    persona_text = app.templates.operator_text("persona", persona_name)
+    human_text = app.templates.operator_text("human", human_name)
     if not assume_yes and sys.stdin.isatty():
         answer = await asyncio.to_thread(
             input, f"Create a new agent '{name}' (persona {persona_name}, human {human_name})? [Y/n] "
@@ -404,5 +403,4 @@ def discord_invite_url(settings: Settings) -> int:
 
 
 def template_names(settings: Settings, kind: Literal["persona", "human"]) -> list[str]:
-    folder = settings.data_dir / ("personas" if kind == "persona" else "humans")
-    return list_templates(kind, user_dir=folder)
+    return templates_of(settings).names(kind)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import socket
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -38,6 +39,7 @@ from bot.discord.urls import DiscordURLs, configure_discord_urls
 from bot.errors import ConfigError, LLMError, StoreError
 from bot.events import InboundMessage, ReplySink
 from bot.memory.archival import ArchivalMemory
+from bot.ops.logging import OutageLog, is_store_outage
 from bot.router import Place, Router
 from bot.runtime import Runtime, Store
 from bot.text_split import split_message
@@ -51,6 +53,21 @@ MESSAGE_LIMIT = 2000
 ALLOWED_MENTIONS = discord.AllowedMentions(everyone=False, roles=False, users=True, replied_user=True)
 EMPTY_MENTION = "[mentioned you without saying anything]"
 _ARCHIVAL_BATCH = 32
+
+
+def network_reason(exc: BaseException) -> str:
+    """Why a connection failed, in a few words (aiohttp's connector errors carry the OS error)."""
+    cause = getattr(exc, "os_error", None) or exc
+    match cause:
+        case ConnectionRefusedError():
+            return "connection refused"
+        case TimeoutError():
+            return "timed out"
+        case socket.gaierror():
+            return "host name not found"
+        case OSError() if cause.strerror:
+            return cause.strerror.lower()
+    return type(cause).__name__
 
 
 def build_intents(*, message_content: bool) -> discord.Intents:
@@ -106,17 +123,17 @@ class DiscordAdapter:
             **options,
         )
         self.tree = AdminCommandTree(self.client)
+        self._memory: MemoryCommands | None = None
         if admin is not None:
-            self.tree.add_command(
-                MemoryCommands(
-                    admin=admin,
-                    router=router,
-                    permission=settings.admin_permission,
-                    permission_notes=self.take_permission_notes,
-                )
+            self._memory = MemoryCommands(
+                admin=admin,
+                router=router,
+                permission=settings.admin_permission,
+                permission_notes=self.take_permission_notes,
             )
+            self.tree.add_command(self._memory)
             self.tree.add_command(forget_me_command(admin))
-        for handler in (self.on_message, self.on_raw_message_edit, self.on_raw_message_delete):
+        for handler in (self.on_message, self.on_raw_message_edit, self.on_raw_message_delete, self.on_interaction):
             self.client.event(handler)
         #: Joined threads seen by this process (the store remembers them for every process).
         self._joined_threads: set[int] = set()
@@ -125,6 +142,7 @@ class DiscordAdapter:
         #: Per server: channels where sending was refused since an admin was last told.
         self._unreported: dict[int, list[int]] = {}
         self._pending = PendingMessages(store=store, runtime=runtime)
+        self._outage = OutageLog("Discord messages", logger=_log)
         runtime.register_sink(PLATFORM, self.sink_for)
 
     @property
@@ -148,11 +166,26 @@ class DiscordAdapter:
             DiscordURLs(api_base_url=self._settings.api_base_url, gateway_url=self._settings.gateway_url)
         )
         try:
-            await self.client.start(token)
+            # Logging in is the first request: if Discord cannot be reached now, say so in one line
+            # and stop (as Slack does), and let the supervisor start us again. Once logged in,
+            # discord.py itself reconnects the gateway through outages.
+            await self.client.login(token)
         except discord.LoginFailure:
             raise ConfigError(
                 "Discord refused the bot token (DISCORD_TOKEN): reset it in the developer portal"
             ) from None
+        except (OSError, TimeoutError) as exc:
+            raise ConfigError(
+                f"cannot reach Discord's API at {self._settings.api_base_url} ({network_reason(exc)}); "
+                "check MEMBOT_DISCORD__API_BASE_URL and the network"
+            ) from None
+        except discord.HTTPException as exc:
+            raise ConfigError(
+                f"Discord's API at {self._settings.api_base_url} answered HTTP {exc.status} at login "
+                f"({exc.text or exc.__class__.__name__}); try again later"
+            ) from None
+        try:
+            await self.client.connect()
         except discord.PrivilegedIntentsRequired:
             raise ConfigError(
                 "Discord refused the message content intent: enable it for the bot in the developer portal, "
@@ -166,8 +199,23 @@ class DiscordAdapter:
         return self.client.is_ready() and not self.client.is_closed()
 
     # -- inbound -----------------------------------------------------------------------------
+    async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
+        """discord.py's event for every interaction: a form it dropped (expired) is answered."""
+        if self._memory is not None:
+            await self._memory.answer_stale_form(interaction)
+
     async def on_message(self, message: discord.Message) -> None:
-        """discord.py's event: hand an admitted, addressed message to its agent."""
+        """discord.py's event: hand an admitted, addressed message to its agent. While the store is
+        unavailable the message cannot be taken (Discord does not deliver it again): the outage is
+        logged once, not once per message (discord.py would log a traceback each time)."""
+        try:
+            await self._take(message)
+        except Exception as exc:
+            if not is_store_outage(exc):
+                raise
+            self._outage.failed(exc)
+
+    async def _take(self, message: discord.Message) -> None:
         me = self.client.user
         if me is None:
             return
@@ -203,7 +251,9 @@ class DiscordAdapter:
             scope=route.scope,
         )
         key = f"discord:msg:{message.id}"
-        if not await self._runtime.submit(route.agent_id, inbound, keys=[key]):
+        is_new = await self._runtime.submit(route.agent_id, inbound, keys=[key])
+        self._outage.succeeded()
+        if not is_new:
             return  # a duplicate delivery: handled the first time
         self._pending.add(message.id, agent_id=route.agent_id, key=key, content=message.content, inbound=inbound)
         await self._save_documents(route.agent_id, inbound, documents)
@@ -215,11 +265,21 @@ class DiscordAdapter:
             return
         edited = payload.message
         version = str(int((edited.edited_at or edited.created_at).timestamp() * 1_000_000))
-        await self._pending.edit(edited.id, content=edited.content, text=message_text(edited, me), version=version)
+        try:
+            await self._pending.edit(edited.id, content=edited.content, text=message_text(edited, me), version=version)
+        except Exception as exc:
+            if not is_store_outage(exc):
+                raise
+            self._outage.failed(exc)
 
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
         """A message deleted before its turn ran is not answered."""
-        await self._pending.delete(payload.message_id)
+        try:
+            await self._pending.delete(payload.message_id)
+        except Exception as exc:
+            if not is_store_outage(exc):
+                raise
+            self._outage.failed(exc)
 
     # -- attachments ---------------------------------------------------------------------------
     async def _documents(self, message: discord.Message, me: discord.ClientUser) -> list[DocumentOutcome]:

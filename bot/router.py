@@ -10,26 +10,26 @@ A server's policy (set by its admins, stored in the `PolicyStore`) picks `per_ch
 `per_user`; a channel's own policy wins over the server's, and a thread follows its parent
 channel unless a policy was set for the thread itself. A user's DM agent and a server's agents
 never share a key, so they never share memory. Agents are created on first contact from the
-policy's persona and human templates.
+policy's persona and human templates: names a server admin chose, checked again here by the
+admins' rules (`Templates.for_agent`: never a path, never more than a core block holds), or
+the operator's defaults.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol
 
 from bot.agent.directory import AgentDirectory
+from bot.agent.templates import Templates
 from bot.errors import StoreError
 from bot.memory.policy_store import PolicyStore, RoutingMode
 from bot.memory.store import AgentRecord, MemoryStore
 
-__all__ = ["Place", "Route", "Router", "RouterStore", "TemplateLoader", "conversation_key"]
+__all__ = ["Place", "Route", "Router", "RouterStore", "conversation_key"]
 
 _log = logging.getLogger(__name__)
-
-TemplateLoader = Callable[[Literal["persona", "human"], str], str]
 
 
 class RouterStore(MemoryStore, PolicyStore, Protocol):
@@ -76,16 +76,12 @@ class Router:
         *,
         store: RouterStore,
         directory: AgentDirectory,
-        load_template: TemplateLoader,
-        default_persona: str,
-        default_human: str,
+        templates: Templates,
         model: str,
     ) -> None:
         self._store = store
         self._directory = directory
-        self._load = load_template
-        self._persona = default_persona
-        self._human = default_human
+        self._templates = templates
         self._model = model
 
     async def route(self, place: Place) -> Route:
@@ -103,29 +99,33 @@ class Router:
             scope=scope,
         )
 
-    async def _effective_policy(self, place: Place, scope: str | None) -> tuple[str, RoutingMode, str, str]:
-        """(the channel whose policy applies, mode, persona, human) for `place`."""
+    async def _effective_policy(
+        self, place: Place, scope: str | None
+    ) -> tuple[str, RoutingMode, str | None, str | None]:
+        """(the channel whose policy applies, mode, persona, human) for `place`; None: the default."""
         channel = place.channel_id
         if scope is None:
-            return channel, "per_user", self._persona, self._human
+            return channel, "per_user", None, None
         own = await self._store.get_policy(scope, place.channel_id)
         if own is None and place.thread_parent_id is not None:
             channel = place.thread_parent_id
             own = await self._store.get_policy(scope, channel)
         server = await self._store.get_policy(scope, None)
         mode: RoutingMode = (own.mode if own else None) or (server.mode if server else "per_channel")
-        persona = (own.persona if own else None) or (server.persona if server else None) or self._persona
-        human = (own.human if own else None) or (server.human if server else None) or self._human
+        persona = (own.persona if own else None) or (server.persona if server else None)
+        human = (own.human if own else None) or (server.human if server else None)
         return channel, mode, persona, human
 
-    async def _create(self, key: str, persona: str, human: str) -> AgentRecord:
+    async def _create(self, key: str, persona: str | None, human: str | None) -> AgentRecord:
+        persona_name, persona_text = self._templates.for_agent("persona", persona)
+        human_name, human_text = self._templates.for_agent("human", human)
         try:
             return await self._directory.create(
                 name=key,
-                persona=self._load("persona", persona),
-                human=self._load("human", human),
-                persona_template=persona,
-                human_template=human,
+                persona=persona_text,
+                human=human_text,
+                persona_template=persona_name,
+                human_template=human_name,
                 model=self._model,
                 conversation_key=key,
             )

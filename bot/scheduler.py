@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 
 from bot.memory.runtime_store import DueHeartbeat
+from bot.ops.logging import OutageLog, is_store_outage
 from bot.runtime import Runtime, Store
 
 __all__ = ["HeartbeatScheduler", "SchedulerOptions"]
@@ -59,6 +60,9 @@ class HeartbeatScheduler:
         #: Due heartbeats this scheduler did not hand to the runtime (paused agent, budget spent,
         #: agent deleted); the runtime counts those it skipped itself (a user message came first).
         self.heartbeats_skipped = 0
+        # A store outage is logged once per outage, not once per tick (APScheduler would log a traceback).
+        self._tick_outage = OutageLog("heartbeat tick", logger=_log)
+        self._sweep_outage = OutageLog("retention sweep", logger=_log)
 
     def start(self) -> None:
         """Tick every `options.tick` on the running event loop."""
@@ -97,11 +101,28 @@ class HeartbeatScheduler:
             return
         try:
             await self._sweep()
-        except Exception:
-            _log.exception("the retention sweep failed; it runs again in %s", self._options.sweep_every)
+        except Exception as exc:
+            if not is_store_outage(exc):
+                _log.exception("the retention sweep failed; it runs again in %s", self._options.sweep_every)
+                return
+            self._sweep_outage.failed(exc)
+        else:
+            self._sweep_outage.succeeded()
 
     async def tick(self) -> int:
-        """Claim what is due now and queue it; returns how many were handed to the runtime."""
+        """Claim what is due now and queue it; returns how many were handed to the runtime. While
+        the store is unavailable a tick does nothing (and says so once per outage)."""
+        try:
+            fired = await self._tick()
+        except Exception as exc:
+            if not is_store_outage(exc):
+                raise
+            self._tick_outage.failed(exc)
+            return 0
+        self._tick_outage.succeeded()
+        return fired
+
+    async def _tick(self) -> int:
         now = self._clock()
         claimed = await self._store.claim_due_heartbeats(
             self._runtime.owner, now=now, claim_until=now + self._options.claim_ttl, limit=self._options.batch

@@ -21,7 +21,6 @@ from typing import Protocol
 
 from bot.admin import AdminService
 from bot.agent.retention import RecallRetention, RetentionSweep
-from bot.agent.templates import load_template
 from bot.app import App, open_app
 from bot.config import Settings
 from bot.metering import RuntimeObserver
@@ -77,10 +76,6 @@ async def open_services(
     async with open_app(settings) as app:
         store = app.store if store_observer is None else timed_store(app.store, store_observer)
 
-        def template(kind: str, name: str) -> str:
-            folder = settings.data_dir / ("personas" if kind == "persona" else "humans")
-            return load_template("persona" if kind == "persona" else "human", name, user_dir=folder)
-
         options = settings.runtime
         runtime = Runtime(
             store=store,
@@ -104,9 +99,7 @@ async def open_services(
             router=Router(
                 store=store,
                 directory=app.directory,
-                load_template=template,
-                default_persona=settings.agent.persona,
-                default_human=settings.agent.human,
+                templates=app.templates,
                 model=settings.llm.model,
             ),
             runtime=runtime,
@@ -125,7 +118,7 @@ async def open_services(
                 store=store,
                 directory=app.directory,
                 loop=app.loop,
-                load_template=template,
+                templates=app.templates,
                 runtime=runtime,
                 budget_limits={
                     "server": settings.budget.daily_tokens_per_server,

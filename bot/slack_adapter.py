@@ -7,7 +7,8 @@
 
 Bolt runs with `process_before_response`: Slack's acknowledgement is sent only once the
 listener has stored the event in the inbox, so an event is never acknowledged and lost; the
-turn runs afterwards. Redeliveries (`X-Slack-Retry-Num`) share the event id, and the
+turn runs afterwards. While the store is unavailable the listener fails, Slack is answered 500
+and delivers the event again; the outage is logged once (`OutageLog`), not per delivery. Redeliveries (`X-Slack-Retry-Num`) share the event id, and the
 `app_mention` + `message` twins of one message share the channel and ts: either key drops
 the second copy in the inbox, so a message is answered once, on any replica.
 
@@ -40,6 +41,7 @@ from bot.admin import AdminService
 from bot.config import SlackSettings
 from bot.errors import ConfigError
 from bot.events import InboundMessage, ReplySink
+from bot.ops.logging import OutageLog, is_store_outage
 from bot.router import Place, Router
 from bot.runtime import Runtime
 from bot.slack.admin import AdminRequest, SlackAdmin
@@ -106,6 +108,8 @@ class SlackAdapter:
         slack_admin = SlackAdmin(admin=admin, router=router, people=self._people, admin_users=settings.admin_users)
         self._commands = SlackCommands(client=self.client, admin=slack_admin, spawn=self._spawn)
         self.app.use(self._admit)
+        self.app.error(self._on_error)
+        self._outage = OutageLog("Slack events", logger=_log)
         self.app.event("app_mention")(self._on_mention)
         self.app.event("message")(self._on_message)
         self._commands.register(self.app)
@@ -249,6 +253,14 @@ class SlackAdapter:
         await next()
         return None
 
+    async def _on_error(self, error: Exception) -> None:
+        """Bolt's error handler (Bolt passes arguments by name): Slack gets a 500 and delivers the
+        event again; a store outage is logged once per outage, anything else with its traceback."""
+        if is_store_outage(error):
+            self._outage.failed(error)
+        else:
+            _log.error("a Slack listener failed", exc_info=error)
+
     def _refusal(self, body: dict[str, Any]) -> str | None:
         identity = self._identity
         event = body.get("event") or {}
@@ -345,6 +357,7 @@ class SlackAdapter:
         if body.get("event_id"):
             keys.append(f"slack:event:{body['event_id']}")
         await self._runtime.submit(route.agent_id, inbound, keys=keys)
+        self._outage.succeeded()
 
     async def _join(self, team: str, channel: str, thread_ts: str) -> None:
         thread = f"{channel}/{thread_ts}"

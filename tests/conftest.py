@@ -10,7 +10,12 @@ from typing import Any
 
 import pytest
 
-pytest_plugins = ["tests.fakes.llm_fixtures", "tests.fakes.slack_fixtures", "tests.fakes.discord_fixtures"]
+pytest_plugins = [
+    "tests.fakes.llm_fixtures",
+    "tests.fakes.slack_fixtures",
+    "tests.fakes.discord_fixtures",
+    "tests.fakes.bot_fixtures",
+]
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex

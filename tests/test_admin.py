@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -12,12 +13,14 @@ import pytest
 from bot.admin import Actor, AdminService
 from bot.agent.directory import AgentDirectory
 from bot.agent.loop import AgentLoop
-from bot.errors import CoreBlockLimitError, NotAllowedError
+from bot.errors import CoreBlockLimitError, NotAllowedError, UserFacingError
 from bot.memory.core import CoreMemory
+from bot.memory.policy_store import Policy
 from bot.memory.runtime_store import DueHeartbeat
 from bot.memory.store import AgentRecord, NewMessage, NewPassage
 from bot.runtime import Runtime, Store
 from tests.contract.conftest import store as store
+from tests.fakes.templates import make_templates
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 
@@ -58,10 +61,6 @@ class FakeRuntime:
         self.queued.append(due)
 
 
-def templates(kind: str, name: str) -> str:
-    return f"{kind} template {name}"
-
-
 @dataclass
 class World:
     store: Store
@@ -90,7 +89,7 @@ class World:
         )
 
 
-def make_world(store: Any, *, runtime: FakeRuntime | None = None) -> World:
+def make_world(store: Any, root: Path, *, runtime: FakeRuntime | None = None) -> World:
     clock = Clock()
     directory = AgentDirectory(store, core_block_limit=100, clock=clock)
     loop = FakeLoop(core=CoreMemory(store, default_limit=100))
@@ -98,7 +97,7 @@ def make_world(store: Any, *, runtime: FakeRuntime | None = None) -> World:
         store=store,
         directory=directory,
         loop=cast(AgentLoop, loop),
-        load_template=templates,
+        templates=make_templates(root),
         runtime=cast(Runtime, runtime) if runtime is not None else None,
         clock=clock,
     )
@@ -106,8 +105,8 @@ def make_world(store: Any, *, runtime: FakeRuntime | None = None) -> World:
 
 
 @pytest.fixture
-def world(store: Any) -> World:
-    return make_world(store)
+def world(store: Any, tmp_path: Path) -> World:
+    return make_world(store, tmp_path / "templates")
 
 
 async def test_a_non_admin_is_refused_everything_and_nothing_changes(world: World) -> None:
@@ -255,9 +254,9 @@ async def test_heartbeat_now_schedules_it_due_now(world: World) -> None:
     assert (await world.store.list_audit(limit=1))[0].action == "heartbeat_now"
 
 
-async def test_heartbeat_now_goes_straight_to_a_runtime(store: Any) -> None:
+async def test_heartbeat_now_goes_straight_to_a_runtime(store: Any, tmp_path: Path) -> None:
     runtime = FakeRuntime()
-    world = make_world(store, runtime=runtime)
+    world = make_world(store, tmp_path / "templates", runtime=runtime)
     agent = await world.agent("discord:G1:channel:C1")
     report = await world.admin.heartbeat_now(ADMIN, agent.id)
     assert report.is_queued_directly is True
@@ -271,6 +270,28 @@ async def test_policies_are_set_read_and_audited(world: World) -> None:
     assert await world.admin.get_policy(ADMIN, "discord:G1", None) is None
     [entry] = await world.store.list_audit(limit=10)
     assert (entry.action, entry.scope) == ("set_policy", "discord:G1")
+
+
+async def test_policy_templates_are_installed_names_never_paths(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    for name in ("/proc/self/environ", "../humans/basic", "robot"):
+        with pytest.raises(UserFacingError):
+            await world.admin.set_policy(ADMIN, "discord:G1", None, "per_user", name, None, None)
+    assert await world.store.list_audit(limit=10) == []
+    # A path stored before the rule is dropped when the policy is next changed, not kept or refused.
+    await world.store.set_policy(Policy(scope="discord:G1", persona="/etc/passwd", human="basic", updated_at=T0))
+    policy = await world.admin.set_policy(ADMIN, "discord:G1", None, "per_user", "/etc/passwd", "basic", None)
+    assert (policy.mode, policy.persona, policy.human) == ("per_user", None, "basic")
+    assert any("dropping persona template '/etc/passwd'" in r.getMessage() for r in caplog.records)
+
+
+async def test_reset_core_never_reads_a_path_an_agent_was_created_with(world: World) -> None:
+    agent = await world.directory.create(
+        name="old", persona="p", human="h", persona_template="/proc/self/environ", human_template="basic",
+        model="m", conversation_key="discord:G1:channel:C1",
+    )  # fmt: skip
+    await world.admin.reset(ADMIN, agent.id, "core")
+    blocks = {b.label: b.value for b in await world.store.get_blocks(agent.id)}
+    assert blocks == {"persona": "persona template sam", "human": "human template basic"}
 
 
 async def test_export_user_takes_own_agents_and_their_shared_messages(world: World) -> None:

@@ -263,7 +263,7 @@ def test_invalid_value_in_each_kind_of_source(tmp_path: Path) -> None:
     )
     env_file = write(tmp_path / "x.env", "MEMBOT_AGENT__CORE_BLOCK_LIMIT=10\n")
     assert config_error(env_file=env_file) == (
-        f"MEMBOT_AGENT__CORE_BLOCK_LIMIT (from {env_file}): must be at least 100 (got 10)"
+        f"MEMBOT_AGENT__CORE_BLOCK_LIMIT (from {env_file}): must be between 100 and 100000 (got 10)"
     )
     assert config_error(overrides={"llm.timeout_s": "soon"}) == (
         "llm.timeout_s (from the command line): must be a valid number, unable to parse string as a number (got soon)"

@@ -180,9 +180,8 @@ async def test_edit_opens_a_prefilled_modal_whose_submit_rewrites_the_block(bot:
     assert text_input["value"] == old.value, "prefilled with the block"
     assert text_input["max_length"] == old.limit
 
-    submit = await bot.fake.dispatch_modal_submit(
-        "membot:edit-block", {"membot:block-text": "Alice likes tea."}, user=bot.fake.owner
-    )
+    assert str(callback.json["data"]["custom_id"]).startswith("membot:edit-block:"), "one custom_id per form"
+    submit = await bot.fake.dispatch_modal_submit(None, {"membot:block-text": "Alice likes tea."}, opened=opened)
     (saved,) = await _answers(bot, submit)
     assert "Saved **human**" in _content(saved)
     (block,) = [b for b in await bot.store.get_blocks(agent_id) if b.label == "human"]

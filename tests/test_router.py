@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -11,22 +12,17 @@ from bot.agent.directory import AgentDirectory
 from bot.memory.policy_store import Policy
 from bot.router import Place, Router, RouterStore
 from tests.contract.conftest import store as store
+from tests.fakes.templates import make_templates
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 
 
-def templates(kind: str, name: str) -> str:
-    return f"{kind} template {name}"
-
-
 @pytest.fixture
-def router(store: RouterStore) -> Router:
+def router(store: RouterStore, tmp_path: Path) -> Router:
     return Router(
         store=store,
         directory=AgentDirectory(store, core_block_limit=2000, clock=lambda: T0),
-        load_template=templates,  # type: ignore[arg-type]
-        default_persona="sam",
-        default_human="basic",
+        templates=make_templates(tmp_path / "templates"),
         model="m",
     )
 
@@ -93,3 +89,18 @@ async def test_concurrent_first_messages_create_one_agent(router: Router, store:
     routes = await asyncio.gather(*(router.route(place(user=f"U{i}")) for i in range(8)))
     assert len({r.agent_id for r in routes}) == 1
     assert len(await store.list_agents()) == 1
+
+
+async def test_a_policy_stored_with_a_path_gets_the_default_and_a_warning(
+    router: Router, store: RouterStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Stored before admins were held to template names: a path never becomes a persona.
+    await store.set_policy(Policy(scope="discord:G1", persona="/proc/self/environ", human="../x", updated_at=T0))
+    route = await router.route(place())
+    agent = await store.get_agent(route.agent_id)
+    assert agent is not None and (agent.persona_template, agent.human_template) == ("sam", "basic")
+    blocks = {b.label: b.value for b in await store.get_blocks(route.agent_id)}
+    assert blocks == {"persona": "persona template sam", "human": "human template basic"}
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("'/proc/self/environ' refused" in w for w in warnings)
+    assert any("'../x' refused" in w for w in warnings)

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+import types
+import typing
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-from pydantic_settings import DotEnvSettingsSource
+from pydantic import BaseModel, ValidationError
+from pydantic_settings import DotEnvSettingsSource, SettingsError
 
 from bot.config.explain import Origins, explain, unknown_setting
 from bot.config.sections import EmbeddingSettings, LLMSettings
-from bot.config.settings import TOML_FILE, Settings, default_config_file
+from bot.config.settings import TOML_FILE, Settings, default_config_file, env_name
 from bot.errors import ConfigError
 
 __all__ = ["load_settings"]
@@ -49,6 +52,7 @@ def load_settings(
     for key in toml_data:
         if key not in Settings.model_fields:
             raise ConfigError(f"{key} (from {toml_file}): {unknown_setting(key, Settings.model_fields)}")
+    _check_json_values(origins)
 
     settings = _build(nested_overrides, env_file=env_file, toml_file=toml_file, origins=origins)
     keys = _keys_from_indirection(settings, dotenv_vars, origins)
@@ -66,8 +70,58 @@ def _build(overrides: dict[str, Any], *, env_file: Path | None, toml_file: Path 
         return Settings(**options)
     except ValidationError as error:
         raise ConfigError(explain(error, origins)) from None
+    except SettingsError as error:  # a JSON value `_check_json_values` did not foresee
+        field = re.search(r'field "([^"]+)"', str(error))
+        where = env_name((field.group(1),)) if field else "a MEMBOT_ variable"
+        raise ConfigError(f"{where} (or one of its settings): is not valid JSON") from None
     finally:
         TOML_FILE.reset(token)
+
+
+# --- JSON-valued variables ---------------------------------------------------------------------
+
+
+def _check_json_values(origins: Origins) -> None:
+    """Lists, maps and whole sections are JSON in the environment. pydantic-settings decodes them
+    before validating, and its error names only the section (with a traceback), so each one is
+    decoded here first and a failure becomes one line naming the variable."""
+    sources = ((origins.environ, "the environment"), (origins.dotenv, str(origins.env_file)))
+    for loc, example in _json_settings(Settings, ()):
+        variable = env_name(loc)
+        for variables, label in sources:
+            value = next((v for name, v in variables.items() if name.upper() == variable), None)
+            if not value:
+                continue  # empty counts as unset
+            try:
+                json.loads(value)
+            except ValueError as exc:
+                problem = f"{exc.msg} at character {exc.pos + 1}" if isinstance(exc, json.JSONDecodeError) else str(exc)
+                raise ConfigError(
+                    f"{variable} (from {label}): is not valid JSON ({problem}); write e.g. {example}"
+                ) from None
+
+
+def _json_settings(model: type[BaseModel], prefix: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], str]]:
+    """(location, an example value) of every setting given as JSON: sections, lists and maps."""
+    for name, field in model.model_fields.items():
+        loc = (*prefix, name)
+        kinds = _kinds(field.annotation)
+        if any(isinstance(kind, type) and issubclass(kind, BaseModel) for kind in kinds):
+            yield loc, '{"setting": "value"}'
+            for kind in kinds:
+                if isinstance(kind, type) and issubclass(kind, BaseModel):
+                    yield from _json_settings(kind, loc)
+        elif kinds & {dict}:
+            yield loc, '{"name": "value"}'
+        elif kinds & {list, tuple, set, frozenset}:
+            yield loc, '["a", "b"] or [1, 2]'
+
+
+def _kinds(annotation: Any) -> set[Any]:
+    """The types an annotation allows: `X | None` unwrapped, generics by their origin."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return {kind for arg in typing.get_args(annotation) if arg is not type(None) for kind in _kinds(arg)}
+    return {typing.get_origin(annotation) or annotation}
 
 
 def _choose_config_file(config_file: Path | None) -> Path | None:

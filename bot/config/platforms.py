@@ -6,12 +6,13 @@ import ipaddress
 import re
 from collections.abc import Callable
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, PositiveInt, SecretStr, field_validator, model_validator
 
 from bot.config.sections import Section, check_base_url
 
-__all__ = ["A2ASettings", "DiscordSettings", "SlackMode", "SlackSettings"]
+__all__ = ["A2ASettings", "DiscordSettings", "SlackMode", "SlackSettings", "is_loopback_host"]
 
 # discord.py's own endpoints (bot.discord.urls.DISCORD; not imported here, to keep discord.py out of config).
 DEFAULT_DISCORD_API_BASE_URL = "https://discord.com/api/v10"
@@ -38,7 +39,7 @@ class DiscordSettings(Section):
         default=None, description="shards this process runs (JSON list); unset: all (needs shard_count)"
     )
     shard_count: PositiveInt | None = Field(
-        default=None, description="total shards across processes; unset: Discord's recommendation"
+        default=None, le=100_000, description="total shards across processes; unset: Discord's recommendation"
     )
     message_content_intent: bool = Field(
         default=True, description="ask for the privileged message content intent (enable it in the portal)"
@@ -54,7 +55,9 @@ class DiscordSettings(Section):
     allowed_users: tuple[int, ...] = Field(default=(), description="if set (or allowed_roles), answer only these users")
     blocked_users: tuple[int, ...] = Field(default=(), description="never answer these users")
     application_id: PositiveInt | None = Field(
-        default=None, description="application id for `membot discord invite-url`; unset: read from the token"
+        default=None,
+        lt=2**63,  # a snowflake
+        description="application id for `membot discord invite-url`; unset: read from the token",
     )
     admin_permission: Literal["manage_guild", "administrator", "manage_channels", "manage_messages"] = Field(
         default="manage_guild", description="server permission a member needs for the `/memory` admin commands"
@@ -64,7 +67,9 @@ class DiscordSettings(Section):
         description="register slash commands with Discord at start-up; unset: if this process runs shard 0",
     )
     max_attachment_bytes: PositiveInt = Field(
-        default=5_000_000, description="largest text or PDF attachment saved to archival memory on request"
+        default=5_000_000,
+        le=500_000_000,  # Discord's own largest upload
+        description="largest text or PDF attachment saved to archival memory on request",
     )
 
     _api_base_url = field_validator("api_base_url")(check_base_url)
@@ -143,7 +148,8 @@ class SlackSettings(Section):
 _A2A_AGENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
 
 
-def _is_loopback_host(host: str) -> bool:
+def is_loopback_host(host: str) -> bool:
+    """Whether `host` (a name or an address) is this machine only."""
     if host == "localhost":
         return True
     try:
@@ -173,6 +179,9 @@ class A2ASettings(Section):
     )
     max_message_chars: int = Field(
         default=32_000, ge=1, le=1_000_000, description="longest A2A message accepted (characters of text)"
+    )
+    max_message_parts: int = Field(
+        default=100, ge=1, le=1000, description="most parts one A2A message may have (they become one message)"
     )
     turn_timeout_s: float = Field(
         default=300.0, gt=0, le=3600, description="seconds an A2A request waits for its turn to finish"
@@ -212,10 +221,17 @@ class A2ASettings(Section):
 
     @model_validator(mode="after")
     def _token_off_loopback(self) -> A2ASettings:
-        if not self.is_authenticated and not _is_loopback_host(self.host):
+        # Reachable from anything but this machine: listening elsewhere, or published (behind a proxy).
+        if not self.is_authenticated and not is_loopback_host(self.host):
             raise ValueError(
                 f"a bearer token (MEMBOT_A2A__TOKEN or MEMBOT_A2A__CALLERS) is required when the A2A server "
                 f"listens on {self.host}"
+            )
+        published = urlsplit(self.public_url).hostname if self.public_url is not None else None
+        if not self.is_authenticated and published is not None and not is_loopback_host(published):
+            raise ValueError(
+                f"a bearer token (MEMBOT_A2A__TOKEN or MEMBOT_A2A__CALLERS) is required when the A2A server "
+                f"is published at {self.public_url}"
             )
         if self.token is not None and self.token in self.callers.values():
             raise ValueError("MEMBOT_A2A__TOKEN is also a caller's token: give each its own")

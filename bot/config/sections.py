@@ -33,6 +33,13 @@ DEFAULT_LLM_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_MODEL = "gpt-4o-mini"
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Upper bounds: far above any real use, low enough that a typo (an extra 000) or a number meant
+# for another setting is caught at start-up rather than overflowing a budget or a timer later.
+#: A context window or a reply, in tokens (the largest models take about 10 million).
+MAX_TOKENS = 10_000_000
+#: A daily token budget.
+MAX_DAILY_TOKENS = 10**12
+MINUTES_A_YEAR = 366 * 24 * 60
 
 
 class Section(BaseModel):
@@ -62,9 +69,9 @@ class LLMSettings(Section):
     )
     model: str = Field(default=DEFAULT_MODEL, min_length=1, description="chat model name as the endpoint knows it")
     context_window: PositiveInt | None = Field(
-        default=None, le=10_000_000, description="prompt + reply tokens the model accepts"
+        default=None, le=MAX_TOKENS, description="prompt + reply tokens the model accepts"
     )
-    max_output_tokens: PositiveInt = Field(default=1024, description="cap on tokens per reply")
+    max_output_tokens: PositiveInt = Field(default=1024, le=MAX_TOKENS, description="cap on tokens per reply")
     timeout_s: float = Field(default=60.0, gt=0, le=3600, description="seconds before one request is abandoned")
     max_retries: int = Field(default=3, ge=0, le=20, description="retries on 429, 5xx, timeouts and connection errors")
     stream: bool = Field(default=False, description="stream replies from the endpoint")
@@ -107,21 +114,40 @@ class EmbeddingSettings(Section):
 class AgentSettings(Section):
     """How agents are created and how the loop manages their context."""
 
-    persona: str = Field(default="sam", min_length=1, description="persona template for new agents (name or path)")
-    human: str = Field(default="basic", min_length=1, description="human template for new agents (name or path)")
-    core_block_limit: int = Field(default=2000, ge=100, description="characters per core memory block")
+    persona: str = Field(
+        default="sam", min_length=1, description="persona template for new agents (a name, or a file in `personas/`)"
+    )
+    human: str = Field(
+        default="basic", min_length=1, description="human template for new agents (a name, or a file in `humans/`)"
+    )
+    templates_dir: Path | None = Field(
+        default=None, description="folder holding your `personas/` and `humans/` templates; unset: `data_dir`"
+    )
+    core_block_limit: int = Field(default=2000, ge=100, le=100_000, description="characters per core memory block")
     max_chained_steps: int = Field(default=10, ge=1, le=100, description="LLM steps one turn may chain via heartbeats")
     memory_warning_fraction: float = Field(
         default=0.75, ge=0.1, le=0.95, description="context fill that triggers the memory pressure warning"
     )
-    keep_last_messages: int = Field(default=6, ge=1, description="newest messages never evicted into the summary")
+    keep_last_messages: int = Field(
+        default=6, ge=1, le=1000, description="newest messages never evicted into the summary"
+    )
     evict_fraction: float = Field(
         default=0.5, ge=0.1, le=0.9, description="share of the message queue evicted at the limit"
     )
-    login_gap_minutes: int = Field(default=60, ge=1, description="silence after which a message counts as a new login")
-    max_user_message_chars: int = Field(
-        default=8000, ge=100, description="longer user messages are truncated for the model; recall keeps them whole"
+    login_gap_minutes: int = Field(
+        default=60, ge=1, le=MINUTES_A_YEAR, description="silence after which a message counts as a new login"
     )
+    max_user_message_chars: int = Field(
+        default=8000,
+        ge=100,
+        le=1_000_000,
+        description="longer user messages are truncated for the model; recall keeps them whole",
+    )
+
+    @field_validator("templates_dir")
+    @classmethod
+    def _expand_templates_dir(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser()
 
 
 class StoreSettings(Section):
@@ -186,16 +212,22 @@ class RuntimeSettings(Section):
         default=30.0, ge=1, le=3600, description="seconds between heartbeat scheduler ticks"
     )
     reflection_idle_minutes: int = Field(
-        default=30, ge=1, description="quiet minutes after a conversation before the agent reflects"
+        default=30, ge=1, le=MINUTES_A_YEAR, description="quiet minutes after a conversation before the agent reflects"
     )
     reflection_min_period_hours: float = Field(
-        default=6.0, ge=0, description="hours at least between two reflections of one agent"
+        default=6.0, ge=0, le=24 * 366, description="hours at least between two reflections of one agent"
     )
     reflection_daily_tokens_per_agent: int = Field(
-        default=50_000, ge=0, description="reflection tokens one agent may spend per UTC day (0: reflection off)"
+        default=50_000,
+        ge=0,
+        le=MAX_DAILY_TOKENS,
+        description="reflection tokens one agent may spend per UTC day (0: reflection off)",
     )
     reflection_daily_tokens_per_server: int = Field(
-        default=500_000, ge=0, description="reflection tokens one server's agents may spend per UTC day (0: no cap)"
+        default=500_000,
+        ge=0,
+        le=MAX_DAILY_TOKENS,
+        description="reflection tokens one server's agents may spend per UTC day (0: no cap)",
     )
 
 
@@ -247,10 +279,16 @@ class BudgetSettings(Section):
     """Daily LLM token budgets; once one is spent the bot says so once and stops calling the LLM for it."""
 
     daily_tokens_per_server: int = Field(
-        default=0, ge=0, description="LLM tokens one server or workspace may spend per UTC day (0: no cap)"
+        default=0,
+        ge=0,
+        le=MAX_DAILY_TOKENS,
+        description="LLM tokens one server or workspace may spend per UTC day (0: no cap)",
     )
     daily_tokens_per_user: int = Field(
-        default=0, ge=0, description="LLM tokens answering one user may cost per UTC day, everywhere (0: no cap)"
+        default=0,
+        ge=0,
+        le=MAX_DAILY_TOKENS,
+        description="LLM tokens answering one user may cost per UTC day, everywhere (0: no cap)",
     )
 
 
@@ -259,6 +297,7 @@ class PrivacySettings(Section):
 
     retention_days: PositiveInt | None = Field(
         default=None,
+        le=36_500,
         description="recall messages older than this many days are folded into the agent's summary and deleted; "
         "unset: kept forever",
     )

@@ -18,21 +18,16 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import discord
 from discord import app_commands
 
 from bot.admin import Actor, AdminService, MemorySummary, ResetScope
+from bot.discord.answers import answer_error, reply
+from bot.discord.forms import FORM_PREFIX, ConfirmView, EditBlockForm, FormOrigin, OpenForms
 from bot.discord.render import agent_markdown, audit_lines, forget_text, reset_text, summary_text, usage_text
-from bot.errors import (
-    ConfigError,
-    CoreBlockLimitError,
-    NotFoundError,
-    UserFacingError,
-    VersionConflictError,
-)
 from bot.router import Place, Router
 
 __all__ = ["AdminCommandTree", "AdminPermission", "MemoryCommands", "PermissionNotes", "forget_me_command"]
@@ -46,8 +41,6 @@ PermissionNotes = Callable[[int], Sequence[int]]
 PLATFORM = "discord"
 #: Discord's limit on a text input in a modal.
 _MODAL_TEXT_LIMIT = 4000
-#: How long confirmation buttons stay clickable.
-_CONFIRM_TIMEOUT_S = 120.0
 _PERMISSION_NAMES: dict[str, str] = {
     "manage_guild": "Manage Server",
     "administrator": "Administrator",
@@ -65,41 +58,6 @@ class AdminCommandTree(app_commands.CommandTree[discord.Client]):
         if isinstance(error, app_commands.CheckFailure):
             return  # `interaction_check` already answered
         await answer_error(interaction, getattr(error, "original", error))
-
-
-async def answer_error(interaction: discord.Interaction[Any], error: BaseException) -> None:
-    """Map the service's errors to a sentence; anything else is logged and answered generically."""
-    match error:
-        case UserFacingError() | CoreBlockLimitError() | ConfigError():
-            text = str(error)
-        case NotFoundError():
-            text = f"Not found: {error}"
-        case VersionConflictError():
-            text = "Someone changed that at the same moment; run the command again."
-        case _:
-            _log.error("Discord command failed", exc_info=error)
-            text = "That failed on my side; the operator can find the details in the log."
-    try:
-        await reply(interaction, text)
-    except discord.HTTPException as exc:  # the interaction expired or Discord is down: nothing to tell
-        _log.warning("could not answer a Discord interaction with its error (%s): %s", exc, text)
-
-
-async def reply(
-    interaction: discord.Interaction[Any],
-    text: str,
-    *,
-    files: Sequence[discord.File] = (),
-    view: discord.ui.View | None = None,
-) -> None:
-    """An ephemeral answer, as the first response or as a follow-up once deferred."""
-    extra: dict[str, Any] = {"files": list(files)} if files else {}
-    if view is not None:
-        extra["view"] = view
-    if interaction.response.is_done():
-        await interaction.followup.send(text, ephemeral=True, **extra)
-    else:
-        await interaction.response.send_message(text, ephemeral=True, **extra)
 
 
 class MemoryCommands(app_commands.Group):
@@ -123,6 +81,7 @@ class MemoryCommands(app_commands.Group):
         self._router = router
         self._permission = permission
         self._notes = permission_notes
+        self._forms = OpenForms()
 
     # -- the one check ---------------------------------------------------------------------
     def actor(self, interaction: discord.Interaction[Any]) -> Actor:
@@ -135,21 +94,24 @@ class MemoryCommands(app_commands.Group):
     async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
         if self.actor(interaction).is_admin:
             return True
-        needed = _PERMISSION_NAMES[self._permission]
-        await reply(interaction, f"Only members with the {needed} permission can use /memory here.")
+        await reply(interaction, self._refusal())
         return False
 
+    def _refusal(self) -> str:
+        return f"Only members with the {_PERMISSION_NAMES[self._permission]} permission can use /memory here."
+
     # -- helpers ---------------------------------------------------------------------------
-    async def _agent_id(self, interaction: discord.Interaction[Any], user: discord.abc.User | None) -> str:
+    async def _agent_id(self, interaction: discord.Interaction[Any], user: discord.abc.User | int | None) -> str:
         """The agent a message from `user` (default: the caller) in this channel would reach."""
         channel = interaction.channel
         parent = channel.parent_id if isinstance(channel, discord.Thread) else None
+        user_id = user if isinstance(user, int) else (user or interaction.user).id
         place = Place(
             platform=PLATFORM,
             server_id=str(interaction.guild_id),
             channel_id=str(interaction.channel_id),
             thread_parent_id=str(parent) if parent is not None else None,
-            user_id=str((user or interaction.user).id),
+            user_id=str(user_id),
         )
         return (await self._router.route(place)).agent_id
 
@@ -191,19 +153,64 @@ class MemoryCommands(app_commands.Group):
     @app_commands.describe(block="the block's label, e.g. persona or human", user="that user's agent")
     async def edit(self, interaction: discord.Interaction[Any], block: str, user: discord.User | None = None) -> None:
         actor = self.actor(interaction)
-        agent_id = await self._agent_id(interaction, user)
+        target = (user or interaction.user).id
+        agent_id = await self._agent_id(interaction, target)
         summary = await self._admin.show(actor, agent_id)
         current = next((b for b in summary.blocks if b.label == block), None)
         limit = min(current.limit if current is not None else _MODAL_TEXT_LIMIT, _MODAL_TEXT_LIMIT)
-        modal = _EditBlockModal(
-            admin=self._admin,
-            actor=actor,
+        origin = FormOrigin(
+            custom_id=f"{FORM_PREFIX}{interaction.id}",
+            guild_id=interaction.guild_id or 0,
+            channel_id=interaction.channel_id or 0,
+            member_id=interaction.user.id,
+            target_user_id=target,
             agent_id=agent_id,
             label=block,
+        )
+        form = EditBlockForm(
+            origin=origin,
             value=current.value if current else "",
             limit=limit,
+            submit=self.submit_form,
         )
-        await interaction.response.send_modal(modal)
+        self._forms.add(origin.custom_id)
+        await interaction.response.send_modal(form)
+
+    async def submit_form(self, form: EditBlockForm, interaction: discord.Interaction[Any]) -> None:
+        """A submitted `/memory edit` form: written only if it comes from the member, server and
+        channel it was opened for, the member is still an admin, and the channel's agent is still
+        the one it was opened for (AdminService checks the actor and the server once more)."""
+        origin = form.origin
+        if interaction.user.id != origin.member_id:
+            await reply(
+                interaction, "This form was opened by someone else; nothing was saved. Run `/memory edit` yourself."
+            )
+            return
+        if (interaction.guild_id, interaction.channel_id) != (origin.guild_id, origin.channel_id):
+            await reply(interaction, "This form was opened in another channel; nothing was saved.")
+            return
+        actor = self.actor(interaction)
+        if not actor.is_admin:
+            await reply(interaction, self._refusal())
+            return
+        if await self._agent_id(interaction, origin.target_user_id) != origin.agent_id:
+            await reply(
+                interaction,
+                "The agent here changed since the form was opened (a reset or a new policy); nothing was saved. "
+                "Run `/memory edit` again.",
+            )
+            return
+        block = await self._admin.edit_block(actor, origin.agent_id, origin.label, form.text.value)
+        await reply(interaction, f"Saved **{block.label}** ({len(block.value)}/{block.limit} characters).")
+
+    async def answer_stale_form(self, interaction: discord.Interaction[Any]) -> None:
+        """Answer the submission of a form no open one takes (timed out, or opened before a restart)."""
+        if self._forms.is_stale(interaction):
+            await reply(
+                interaction,
+                "This form has expired (or the bot restarted since it was opened); nothing was saved. "
+                "Run `/memory edit` again.",
+            )
 
     @app_commands.command(name="reset", description="Erase part of the agent's memory (asks to confirm)")
     @app_commands.describe(part="core: back to its templates; recall: messages; archival: passages; all: the agent")
@@ -214,8 +221,8 @@ class MemoryCommands(app_commands.Group):
         agent_id = await self._agent_id(interaction, user)
         await self._admin.show(actor, agent_id)  # refuses now, not after the click, if it is not ours
 
-        async def confirmed() -> str:
-            return reset_text(await self._admin.reset(actor, agent_id, part))
+        async def confirmed(click: discord.Interaction[Any]) -> str:
+            return reset_text(await self._admin.reset(self.actor(click), agent_id, part))
 
         view = ConfirmView(owner_id=interaction.user.id, action=confirmed)
         await self._answer(
@@ -283,10 +290,8 @@ class MemoryCommands(app_commands.Group):
 
     @app_commands.command(name="forget", description="Delete one user's data on this server (asks to confirm)")
     async def forget(self, interaction: discord.Interaction[Any], user: discord.User) -> None:
-        actor = self.actor(interaction)
-
-        async def confirmed() -> str:
-            return forget_text(await self._admin.forget_user(actor, str(user.id)))
+        async def confirmed(click: discord.Interaction[Any]) -> str:
+            return forget_text(await self._admin.forget_user(self.actor(click), str(user.id)))
 
         view = ConfirmView(owner_id=interaction.user.id, action=confirmed)
         await self._answer(interaction, f"Delete everything {user.mention} said or has on this server?", view=view)
@@ -310,7 +315,7 @@ def forget_me_command(admin: AdminService) -> app_commands.Command[Any, ..., Non
     async def forget_me(interaction: discord.Interaction[Any]) -> None:
         user = interaction.user
 
-        async def confirmed() -> str:
+        async def confirmed(_click: discord.Interaction[Any]) -> str:
             report = await admin.forget_me(str(user.id), user.display_name, platform=PLATFORM)
             if not report.agents_deleted:
                 return "I had nothing from our direct messages to forget."
@@ -320,67 +325,6 @@ def forget_me_command(admin: AdminService) -> app_commands.Command[Any, ..., Non
         await reply(interaction, "Delete everything I remember from our direct messages?", view=view)
 
     return forget_me
-
-
-class ConfirmView(discord.ui.View):
-    """Confirm / Cancel for a destructive command; only the member who ran it may click."""
-
-    def __init__(self, *, owner_id: int, action: Callable[[], Awaitable[str]]) -> None:
-        super().__init__(timeout=_CONFIRM_TIMEOUT_S)
-        self._owner_id = owner_id
-        self._action = action
-
-    async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
-        if interaction.user.id == self._owner_id:
-            return True
-        await reply(interaction, "Only the member who ran the command can confirm it.")
-        return False
-
-    # No fixed custom_ids: each view gets fresh ones, so a click can only reach the view it was shown with.
-    @discord.ui.button(label="Confirm", style=discord.ButtonStyle.danger)
-    async def confirm(self, interaction: discord.Interaction[Any], button: discord.ui.Button[ConfirmView]) -> None:
-        self.stop()
-        await interaction.response.defer(ephemeral=True, thinking=False)
-        text = await self._action()
-        await interaction.edit_original_response(content=text, view=None)
-
-    @discord.ui.button(label="Cancel", style=discord.ButtonStyle.secondary)
-    async def cancel(self, interaction: discord.Interaction[Any], button: discord.ui.Button[ConfirmView]) -> None:
-        self.stop()
-        await interaction.response.edit_message(content="Cancelled; nothing changed.", view=None)
-
-    async def on_error(
-        self, interaction: discord.Interaction[Any], error: Exception, item: discord.ui.Item[Any]
-    ) -> None:
-        await answer_error(interaction, error)
-
-
-class _EditBlockModal(discord.ui.Modal):
-    """The block's text, prefilled; submitting overwrites the block (its limit enforced by the service)."""
-
-    def __init__(self, *, admin: AdminService, actor: Actor, agent_id: str, label: str, value: str, limit: int) -> None:
-        super().__init__(title=f"Core memory: {label}"[:45], custom_id="membot:edit-block")
-        self._admin = admin
-        self._actor = actor
-        self._agent_id = agent_id
-        self._label = label
-        self.text: discord.ui.TextInput[_EditBlockModal] = discord.ui.TextInput(
-            label=label[:45],
-            style=discord.TextStyle.paragraph,
-            custom_id="membot:block-text",
-            default=value[:limit],
-            max_length=limit,
-            required=False,
-        )
-        self.add_item(self.text)
-
-    async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
-        block = await self._admin.edit_block(self._actor, self._agent_id, self._label, self.text.value)
-        await reply(interaction, f"Saved **{block.label}** ({len(block.value)}/{block.limit} characters).")
-
-    # discord.py's Modal.on_error itself differs from BaseView.on_error (no `item`).
-    async def on_error(self, interaction: discord.Interaction[Any], error: Exception) -> None:  # type: ignore[override]
-        await answer_error(interaction, error)
 
 
 def _file(name: str, text: str) -> discord.File:

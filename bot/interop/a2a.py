@@ -5,7 +5,10 @@
 
 Only the agents named in `MEMBOT_A2A__AGENTS` are exposed, one card each. Every call but the
 cards needs `Authorization: Bearer TOKEN` with `MEMBOT_A2A__TOKEN` or a named token of
-`MEMBOT_A2A__CALLERS` when any is set (one must be, unless the server listens on loopback).
+`MEMBOT_A2A__CALLERS` when any is set. One must be whenever the server can be reached from
+anything but this machine: the settings refuse a host that is not loopback and a public URL that
+is not, and without a token a request from another address, or relayed by a proxy
+(`Forwarded`, `X-Forwarded-For`, `X-Real-IP`), is refused.
 The A2A `contextId` is the conversation; the speaker comes from the message's metadata or is
 the caller (a named token's name, else "A2A caller"); a request's messages go through
 the shared runtime like any platform's, so an A2A turn never overlaps a Discord or Slack turn
@@ -18,6 +21,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import socket
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from importlib.metadata import version
@@ -48,6 +52,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.agent.directory import AgentDirectory
 from bot.config import A2ASettings
+from bot.config.platforms import is_loopback_host
 from bot.errors import ConfigError
 from bot.interop.a2a_executor import CheckingRequestHandler, MembotExecutor
 from bot.interop.a2a_replies import PLATFORM, PendingReplies
@@ -59,6 +64,8 @@ _log = logging.getLogger(__name__)
 
 CARD_PATH = "/.well-known/agent-card.json"
 _SECURITY_SCHEME = "bearer"
+#: Headers a reverse proxy adds: their presence means the caller is not on this machine.
+_PROXY_HEADERS = frozenset({"forwarded", "x-forwarded-for", "x-forwarded-host", "x-real-ip"})
 # JSON-RPC's own "invalid request" code, for refusals made before the SDK sees the request.
 _INVALID_REQUEST = -32600
 # A2A tasks kept per agent for GetTask: what was said lives in recall, so only recent ones matter.
@@ -93,8 +100,8 @@ def agent_card(name: str, *, url: str, has_token: bool) -> AgentCard:
                 id="conversation",
                 name="Conversation with memory",
                 description=(
-                    "Talk with the agent; it records every message with its speaker (metadata speaker_name, "
-                    "one text part per message) and can search everything said before."
+                    "Talk with the agent; it records every message with its speaker (metadata speaker_name; "
+                    "a part naming its own speaker is labelled with it) and can search everything said before."
                 ),
                 tags=["memory", "chat", "memgpt"],
             )
@@ -127,10 +134,12 @@ async def build_a2a_app(
             runtime=runtime,
             replies=replies,
             max_chars=settings.max_message_chars,
+            max_parts=settings.max_message_parts,
             turn_timeout_s=settings.turn_timeout_s,
         )
         handler = CheckingRequestHandler(
             max_chars=settings.max_message_chars,
+            max_parts=settings.max_message_parts,
             agent_executor=executor,
             task_store=RecentTaskStore(limit=_TASKS_KEPT),
             agent_card=card,
@@ -189,6 +198,7 @@ class _Guard:
         self._app = app
         self._tokens = [(token.encode(), caller) for token, caller in tokens.items()]
         self._max_body = max_body_bytes
+        self._is_remote_warned = False
 
     def _caller(self, credential: bytes) -> tuple[bool, str | None]:
         """(the token is known, the caller it names); every token is compared, in constant time each."""
@@ -204,6 +214,17 @@ class _Guard:
             return
         headers = {k.decode("latin-1").lower(): v for k, v in scope["headers"]}
         is_card = scope["method"] == "GET" and scope["path"].endswith(CARD_PATH)
+        if not self._tokens and not is_card and not _is_local(scope, headers):
+            if not self._is_remote_warned:
+                self._is_remote_warned = True
+                _log.warning(
+                    "A2A: refused a request from beyond this machine (another address or through a proxy); "
+                    "without MEMBOT_A2A__TOKEN only local callers are answered"
+                )
+            await _error(
+                401, "this A2A server answers only local callers until the operator sets MEMBOT_A2A__TOKEN", bearer=True
+            )(scope, receive, send)
+            return
         if self._tokens and not is_card:
             given = headers.get("authorization", b"")
             scheme, _, credential = given.partition(b" ")
@@ -234,6 +255,13 @@ class _Guard:
             return message
 
         return capped
+
+
+def _is_local(scope: Scope, headers: dict[str, bytes]) -> bool:
+    """Whether the request comes from this machine, directly (not relayed by a proxy)."""
+    client = scope.get("client")
+    host = client[0] if client else ""
+    return is_loopback_host(host) and not (_PROXY_HEADERS & headers.keys())
 
 
 def _error(status: int, text: str, *, bearer: bool = False) -> JSONResponse:
@@ -287,6 +315,7 @@ class A2AServer:
         self._server = _QuietServer(config)
         if self._is_closed:
             return
+        listening = self._listen()
         _log.info("A2A: serving %s at %s/a2a/NAME/", ", ".join(self._settings.agents), base_url(self._settings))
         if self._settings.public_url is None and self._settings.host in ("0.0.0.0", "::"):
             _log.warning(
@@ -295,9 +324,22 @@ class A2AServer:
             )
         self._stopped.clear()
         try:
-            await self._server.serve()
+            await self._server.serve(sockets=[listening])
         finally:
             self._stopped.set()
+            listening.close()
+
+    def _listen(self) -> socket.socket:
+        """The listening socket, bound here: uvicorn would log a bind error and exit the process."""
+        host, port = self._settings.host, self._settings.port
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        try:
+            return socket.create_server((host, port), family=family)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {host}:{port} for A2A: {exc.strerror or exc}; set MEMBOT_A2A__PORT "
+                "(or MEMBOT_A2A__HOST)"
+            ) from None
 
     async def close(self) -> None:
         """Stop accepting, release waiting callers, and wait (briefly) for uvicorn to close its

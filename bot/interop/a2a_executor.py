@@ -1,14 +1,14 @@
 """One exposed membot agent behind the a2a-sdk request handler.
 
-`MembotExecutor.execute` turns the A2A message into inbound messages (one per text part, each
-with its speaker), submits them to the shared runtime (so an A2A turn never overlaps a Discord
-or Slack turn of the same agent, and a burst becomes one turn), waits for their turn and answers
-with one agent message holding every `send_message` of it. A plain `SendMessage` gets that
+`MembotExecutor.execute` turns the A2A message into one inbound message (its text parts joined,
+labelled by speaker where they differ: `bot.interop.a2a_input`), submits it to the shared runtime
+(so an A2A turn never overlaps a Discord or Slack turn of the same agent), waits for its turn and
+answers with one agent message holding every `send_message` of it. A plain `SendMessage` gets that
 message back; `SendStreamingMessage` gets a task that goes submitted -> working -> completed,
 the completed status carrying the reply message.
 
-`CheckingRequestHandler` refuses a message that cannot be taken (no text, too long, not from a
-user) with a JSON-RPC invalid-params error before anything is stored.
+`CheckingRequestHandler` refuses a message that cannot be taken (no text, too long, too many
+parts, not from a user) with a JSON-RPC invalid-params error before anything is stored.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ class MembotExecutor(AgentExecutor):
         runtime: Runtime,
         replies: PendingReplies,
         max_chars: int,
+        max_parts: int,
         turn_timeout_s: float,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -60,6 +61,7 @@ class MembotExecutor(AgentExecutor):
         self._runtime = runtime
         self._replies = replies
         self._max_chars = max_chars
+        self._max_parts = max_parts
         self._timeout_s = turn_timeout_s
         self._clock = clock
 
@@ -70,7 +72,7 @@ class MembotExecutor(AgentExecutor):
         user = context.call_context.user
         caller = Speaker(id=f"a2a:{user.user_name}", name=user.user_name) if user.is_authenticated else CALLER
         try:
-            said = said_in(message, max_chars=self._max_chars, caller=caller)
+            said = said_in(message, max_chars=self._max_chars, max_parts=self._max_parts, caller=caller)
         except A2AInputError as exc:  # checked by the handler already; kept for direct callers
             raise InvalidParamsError(message=str(exc)) from None
         context_id = context.context_id or message.context_id or uuid.uuid4().hex
@@ -98,37 +100,32 @@ class MembotExecutor(AgentExecutor):
     async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
         raise TaskNotCancelableError(message="a membot turn cannot be cancelled once its messages are recorded")
 
-    async def _submit(self, message: Message, said: list[Said], context_id: str) -> WaitingRequest:
-        """Queue every text part as an inbound message and wait until all have had their turn."""
+    async def _submit(self, message: Message, said: Said, context_id: str) -> WaitingRequest:
+        """Queue the message as one inbound message and wait until it has had its turn."""
         request_id = uuid.uuid4().hex
         conversation_key = f"{PLATFORM}:{self._agent_name}:{context_id}"
-        several = len(said) > 1
-        inbound = [
-            InboundMessage(
-                platform=PLATFORM,
-                conversation_key=conversation_key,
-                speaker_id=s.speaker.id,
-                speaker_name=s.speaker.name,
-                text=s.text,
-                sent_at=self._clock(),
-                platform_message_id=f"{PLATFORM}:{context_id}:{message.message_id}" + (f"#{s.part}" if several else ""),
-                reply_route=reply_route(request_id),
-                is_shared_conversation=True,
-            )
-            for s in said
-        ]
-        ids = [m.platform_message_id for m in inbound if m.platform_message_id is not None]
-        waiting = self._replies.open(request_id, conversation_key=conversation_key, platform_ids=ids)
+        platform_id = f"{PLATFORM}:{context_id}:{message.message_id}"
+        inbound = InboundMessage(
+            platform=PLATFORM,
+            conversation_key=conversation_key,
+            speaker_id=said.speaker.id,
+            speaker_name=said.speaker.name,
+            text=said.text,
+            sent_at=self._clock(),
+            platform_message_id=platform_id,
+            reply_route=reply_route(request_id),
+            is_shared_conversation=True,
+        )
+        waiting = self._replies.open(request_id, conversation_key=conversation_key, platform_ids=[platform_id])
         try:
-            keyed = [(item, [f"{PLATFORM}:{self._agent_id}:{pid}"]) for item, pid in zip(inbound, ids, strict=True)]
-            accepted = await self._runtime.submit_together(self._agent_id, keyed)
-            duplicates = [pid for pid, is_new in zip(ids, accepted, strict=True) if not is_new]
-            if len(duplicates) == len(ids):
+            is_new = await self._runtime.submit(
+                self._agent_id, inbound, keys=[f"{PLATFORM}:{self._agent_id}:{platform_id}"]
+            )
+            if not is_new:
                 raise InvalidParamsError(
                     message=f"message {message.message_id} was already received in this context; "
                     "send a new messageId for a new message"
                 )
-            waiting.forget(duplicates)
             try:
                 await asyncio.wait_for(waiting.done.wait(), self._timeout_s)
             except TimeoutError:
@@ -147,13 +144,14 @@ class MembotExecutor(AgentExecutor):
 class CheckingRequestHandler(DefaultRequestHandlerV2):
     """The SDK's handler, refusing messages membot cannot take before anything is stored."""
 
-    def __init__(self, *, max_chars: int, **kwargs: Any) -> None:
+    def __init__(self, *, max_chars: int, max_parts: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._max_chars = max_chars
+        self._max_parts = max_parts
 
     def _check(self, params: SendMessageRequest) -> None:
         try:
-            said_in(params.message, max_chars=self._max_chars)
+            said_in(params.message, max_chars=self._max_chars, max_parts=self._max_parts)
         except A2AInputError as exc:
             raise InvalidParamsError(message=str(exc)) from None
 

@@ -1,11 +1,13 @@
 """What an A2A message says, and who says it, in membot's terms.
 
-Each text part of a user message is one thing said. The speaker is, first match wins:
-the part's metadata, the message's metadata (`speaker_name`, optionally `speaker_id`), or the
-caller. So an orchestrator can forward a group chat's new messages as one A2A message with one
-text part per message, each naming its author, and membot records them all in one turn.
+One A2A message is one message to the agent: its text parts are joined (a blank line between
+them). The speaker is the message's metadata (`speaker_name`, optionally `speaker_id`), else
+the caller. A part may name its own speaker in its metadata: when the parts do not all share
+one speaker, each part is labelled with its speaker's name (`ada: ...`), so an orchestrator can
+still forward a group chat's new messages in one request and the agent sees who said what.
 Data, file and URL parts (an AG2 client's history, tool schemas) are not recorded: membot keeps
-its own memory of the conversation.
+its own memory of the conversation. A message has at most `max_parts` parts and `max_chars`
+characters of text; beyond, it is refused before anything is stored.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from a2a.types import Message, Role
 __all__ = ["CALLER", "A2AInputError", "Said", "Speaker", "said_in"]
 
 _MAX_NAME_CHARS = 100
+_SEPARATOR = "\n\n"
 
 
 class _Struct(Protocol):
@@ -44,32 +47,39 @@ CALLER = Speaker(id="a2a:caller", name="A2A caller")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Said:
-    """One text part: its speaker, its text and its index among the message's parts."""
+    """What one A2A message says: one speaker, one text."""
 
     speaker: Speaker
     text: str
-    part: int
 
 
-def said_in(message: Message, *, max_chars: int, caller: Speaker = CALLER) -> list[Said]:
-    """The text parts of `message` with their speakers; `A2AInputError` when it cannot be taken."""
+def said_in(message: Message, *, max_chars: int, max_parts: int, caller: Speaker = CALLER) -> Said:
+    """`message` as one thing said; `A2AInputError` when it cannot be taken."""
     if message.role != Role.ROLE_USER:
         raise A2AInputError("only messages with role ROLE_USER can be sent to a membot agent")
     if not message.message_id:
         raise A2AInputError("the message has no messageId")
+    if len(message.parts) > max_parts:
+        raise A2AInputError(
+            f"the message has {len(message.parts)} parts; this server takes at most {max_parts} per message "
+            "(send the rest as further messages)"
+        )
     default = _speaker(message.metadata, fallback=caller) if message.HasField("metadata") else caller
-    said: list[Said] = []
-    for index, part in enumerate(message.parts):
+    parts: list[tuple[Speaker, str]] = []
+    for part in message.parts:
         if part.WhichOneof("content") != "text" or not part.text.strip():
             continue
         speaker = _speaker(part.metadata, fallback=default) if part.HasField("metadata") else default
-        said.append(Said(speaker=speaker, text=part.text, part=index))
-    if not said:
+        parts.append((speaker, part.text))
+    if not parts:
         raise A2AInputError("the message has no text part: membot agents take text")
-    size = sum(len(s.text) for s in said)
+    size = sum(len(text) for _, text in parts)
     if size > max_chars:
         raise A2AInputError(f"the message is {size} characters of text; this server accepts at most {max_chars}")
-    return said
+    speakers = {speaker for speaker, _ in parts}
+    if len(speakers) == 1:
+        return Said(speaker=parts[0][0], text=_SEPARATOR.join(text for _, text in parts))
+    return Said(speaker=default, text=_SEPARATOR.join(f"{speaker.name}: {text}" for speaker, text in parts))
 
 
 def _speaker(metadata: _Struct, *, fallback: Speaker) -> Speaker:

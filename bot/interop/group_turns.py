@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from bot.agent.loop import TurnResult
-from bot.agent.templates import load_template
 from bot.app import App
 from bot.events import InboundMessage
 from bot.memory.store import AgentRecord, AgentUpdate
@@ -103,8 +102,8 @@ class GroupTurns:
             persona, human = settings.agent.persona, settings.agent.human
             found = await directory.create(
                 name=self.agent_name,
-                persona=load_template("persona", persona, user_dir=settings.data_dir / "personas"),
-                human=load_template("human", human, user_dir=settings.data_dir / "humans"),
+                persona=self._app.templates.operator_text("persona", persona),
+                human=self._app.templates.operator_text("human", human),
                 persona_template=persona,
                 human_template=human,
                 model=settings.llm.model,

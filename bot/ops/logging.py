@@ -12,6 +12,9 @@ unless the operator asks for content.
 - **Secrets.** Every secret in the settings (API keys, tokens, the MongoDB URI and its password)
   is replaced by ``***`` wherever it appears in a formatted line, tracebacks included, and so is
   the password of any ``scheme://user:password@host`` URI.
+- **Outages.** A loop or listener that calls the store on every tick or event logs an ordinary
+  outage (a locked database, MongoDB down) through an `OutageLog`: one warning when it starts,
+  DEBUG lines while it lasts, one warning when the store answers again; never a traceback per try.
 
 Only the CLI calls `configured_logging`; everything else just logs (shared/STYLE.md §13).
 """
@@ -22,7 +25,8 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import Context, ContextVar, copy_context
 from dataclasses import dataclass
@@ -33,14 +37,18 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, SecretStr
 
+from bot.errors import LeaseLostError, NotFoundError, SchemaVersionError, StoreError, VersionConflictError
+
 __all__ = [
     "CONTENT_FIELD",
     "PAYLOAD_LOGGERS",
     "LogFields",
     "LogFormat",
+    "OutageLog",
     "Redactor",
     "configured_logging",
     "current_log_fields",
+    "is_store_outage",
     "log_content",
     "log_context",
     "settings_secrets",
@@ -303,3 +311,50 @@ def settings_secrets(settings: BaseModel) -> list[str]:
         elif isinstance(value, SecretStr):
             found.append(value.get_secret_value())
     return found
+
+
+def is_store_outage(error: BaseException) -> bool:
+    """The store could not be used at all (unreachable, locked, closed), as opposed to an answer
+    about one record (not found, a lost race, a lease taken over) or a newer schema."""
+    refusals = (NotFoundError, VersionConflictError, LeaseLostError, SchemaVersionError)
+    return isinstance(error, StoreError) and not isinstance(error, refusals)
+
+
+class OutageLog:
+    """Logs one outage of the store, seen from one loop or listener (`where`), once: a warning
+    when calls start failing, a DEBUG line per failed attempt while it lasts, and a warning when
+    a call succeeds again, with how long it lasted and how many attempts failed."""
+
+    def __init__(self, where: str, *, logger: logging.Logger, clock: Callable[[], float] = time.monotonic) -> None:
+        self._where = where
+        self._logger = logger
+        self._clock = clock
+        self._failures = 0
+        self._since = 0.0
+
+    @property
+    def is_down(self) -> bool:
+        return self._failures > 0
+
+    def failed(self, error: BaseException) -> None:
+        """A call failed for `error` (an outage: see `is_store_outage`)."""
+        self._failures += 1
+        if self._failures == 1:
+            self._since = self._clock()
+            self._logger.warning(
+                "%s: store unavailable (%s); retrying, and saying so once it is back", self._where, error
+            )
+        else:
+            self._logger.debug("%s: store still unavailable (attempt %d): %s", self._where, self._failures, error)
+
+    def succeeded(self) -> None:
+        """A call worked: ends the outage, if there was one."""
+        if self._failures == 0:
+            return
+        self._logger.warning(
+            "%s: store available again after %.0f s (%d failed attempts)",
+            self._where,
+            self._clock() - self._since,
+            self._failures,
+        )
+        self._failures = 0

@@ -9,10 +9,9 @@ puts at the end of their agents' conversation keys and that recall stores as the
 from __future__ import annotations
 
 import getpass
-from typing import Any, Literal
+from typing import Any
 
 from bot.admin import Actor, AdminService, ForgetReport
-from bot.agent.templates import load_template
 from bot.app import App
 from bot.memory.store import AgentRecord
 
@@ -30,13 +29,7 @@ def cli_actor() -> Actor:
 
 def privacy_admin(app: App) -> AdminService:
     """The admin service over the composition root's store and loop (no runtime: nothing runs turns)."""
-    settings = app.settings
-
-    def template(kind: Literal["persona", "human"], name: str) -> str:
-        folder = settings.data_dir / ("personas" if kind == "persona" else "humans")
-        return load_template(kind, name, user_dir=folder)
-
-    return AdminService(store=app.store, directory=app.directory, loop=app.loop, load_template=template)
+    return AdminService(store=app.store, directory=app.directory, loop=app.loop, templates=app.templates)
 
 
 async def find_agent(app: App, name_or_id: str) -> AgentRecord | None:

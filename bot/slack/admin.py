@@ -5,7 +5,9 @@ in threads) is `bot.slack.commands`; this module only turns one request's text i
 `AdminAnswer`. The admin check is here, once, for every way in: workspace admins and owners
 (`users.info`) and the configured user ids; `AdminService` checks the `Actor` again.
 Destructive subcommands (`reset`, `forget`) answer with a confirmation button whose value
-says what to do; `confirm` runs it after checking the clicking user the same way.
+says what to do; `confirm` runs it after checking the clicking user the same way, asking Slack
+afresh (not the minute-old cached answer), as for a submitted form (`run(..., fresh=True)`):
+whoever was demoted since the question or the form was shown is refused.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from bot.errors import ConfigError, CoreBlockLimitError, NotAllowedError, NotFou
 from bot.memory.policy_store import Policy, RoutingMode
 from bot.router import Place, Router
 from bot.slack.format import mrkdwn_escape
-from bot.slack.people import SlackPeople
+from bot.slack.people import ADMIN_TTL_S, SlackPeople
 
 __all__ = ["CANCEL_ACTION", "CONFIRM_ACTION", "HELP", "AdminAnswer", "AdminFile", "AdminRequest", "SlackAdmin"]
 
@@ -92,13 +94,13 @@ class SlackAdmin:
         self._people = people
         self._admin_users = frozenset(admin_users)
 
-    async def run(self, request: AdminRequest) -> AdminAnswer:
-        """One subcommand, checked and run; errors become short answers."""
+    async def run(self, request: AdminRequest, *, fresh: bool = False) -> AdminAnswer:
+        """One subcommand, checked (`fresh`: with Slack asked now) and run; errors become short answers."""
         words = request.text.split()
         name = words[0].lower() if words else "help"
         if name in ("help", "?"):
             return AdminAnswer(text=HELP)
-        actor = await self.actor(request)
+        actor = await self.actor(request, fresh=fresh)
         if not actor.is_admin:
             return _refusal()
         try:
@@ -108,11 +110,13 @@ class SlackAdmin:
 
     async def confirm(self, request: AdminRequest, value: str) -> AdminAnswer:
         """A click on a confirmation button whose value `reset`/`forget` made."""
-        actor = await self.actor(request)
+        actor = await self.actor(request, fresh=True)
         if not actor.is_admin:
             return _refusal()
         try:
             order = json.loads(value)
+            if not isinstance(order, dict):
+                return AdminAnswer(text="That button no longer does anything; run the command again.")
             if order.get("op") == "reset" and order.get("scope") in _RESET_SCOPES:
                 report = await self._admin.reset(actor, str(order["agent"]), order["scope"])
                 return AdminAnswer(text=_describe_reset(report))
@@ -126,9 +130,10 @@ class SlackAdmin:
             return _explain(exc, "a confirmation")
         return AdminAnswer(text="That button no longer does anything; run the command again.")
 
-    async def actor(self, request: AdminRequest) -> Actor:
-        """The `Actor` for the person who ran the request: the one admin check of every way in."""
-        person = await self._people.lookup(request.user)
+    async def actor(self, request: AdminRequest, *, fresh: bool = False) -> Actor:
+        """The `Actor` for the person who ran the request: the one admin check of every way in
+        (`fresh`: Slack is asked now, for forms and buttons used some time after they were shown)."""
+        person = await self._people.lookup(request.user, max_age_s=0 if fresh else ADMIN_TTL_S)
         is_admin = request.user in self._admin_users or (person is not None and (person.is_admin or person.is_owner))
         return Actor(
             id=request.user,

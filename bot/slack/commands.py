@@ -85,7 +85,7 @@ class SlackCommands:
 
     async def _on_modal(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
         await ack()  # closes the modal
-        where = json.loads(view.get("private_metadata") or "{}")
+        where = _metadata(view)
         values = (view.get("state") or {}).get("values") or {}
         text = ((values.get(_INPUT_BLOCK) or {}).get(_INPUT_ACTION) or {}).get("value") or ""
         request = AdminRequest(
@@ -95,11 +95,16 @@ class SlackCommands:
             thread_ts=where.get("thread_ts"),
             text=str(text),
         )
-        self._spawn(self._run(request, response_url=where.get("response_url")))
+        if (where.get("user"), where.get("team")) != (request.user, request.team):
+            # Slack lets only the opener submit a view; checked anyway, as the form says whose it is.
+            refusal = AdminAnswer(text="This form was opened by someone else; nothing was run.")
+            self._spawn(self._deliver(request, refusal, response_url=None))
+            return
+        self._spawn(self._run(request, response_url=where.get("response_url"), fresh=True))
 
     # -- work ---------------------------------------------------------------------------
-    async def _run(self, request: AdminRequest, *, response_url: str | None) -> None:
-        await self._deliver(request, await self._admin.run(request), response_url=response_url)
+    async def _run(self, request: AdminRequest, *, response_url: str | None, fresh: bool = False) -> None:
+        await self._deliver(request, await self._admin.run(request, fresh=fresh), response_url=response_url)
 
     async def _confirm(self, request: AdminRequest, value: str, *, response_url: str | None) -> None:
         answer = await self._admin.confirm(request, value)
@@ -108,6 +113,9 @@ class SlackCommands:
     async def _open_modal(self, body: dict[str, Any]) -> None:
         message = body.get("message") or {}
         metadata = {
+            # Who may submit it, and where: checked again on submit.
+            "user": (body.get("user") or {}).get("id"),
+            "team": (body.get("team") or {}).get("id"),
             "channel": (body.get("channel") or {}).get("id"),
             # The thread the message is in, or the one it starts: the command acts on its channel.
             "thread_ts": message.get("thread_ts") or message.get("ts"),
@@ -181,6 +189,15 @@ class SlackCommands:
             _log.warning(
                 "could not answer %s's admin command in %s: %s", request.user, request.channel, error_code(exc)
             )
+
+
+def _metadata(view: dict[str, Any]) -> dict[str, Any]:
+    """The modal's `private_metadata` as we wrote it; {} if it is not (then nothing matches)."""
+    try:
+        found = json.loads(view.get("private_metadata") or "{}")
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def _request_from_interaction(body: dict[str, Any]) -> AdminRequest:

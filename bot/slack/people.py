@@ -57,10 +57,10 @@ class SlackPeople:
         return person.name if person is not None else user_id
 
     async def lookup(self, user_id: str, *, max_age_s: float = ADMIN_TTL_S) -> SlackPerson | None:
-        """The user as Slack describes them, at most `max_age_s` old; None when Slack cannot say."""
+        """The user as Slack describes them, at most `max_age_s` old (0: asked now); None when Slack cannot say."""
         cached = self._cache.get(user_id)
         now = self._clock()
-        if cached is not None and now - cached[0] <= max_age_s:
+        if cached is not None and max_age_s > 0 and now - cached[0] <= max_age_s:
             return cached[1]
         try:
             response = await self._client.users_info(user=user_id)

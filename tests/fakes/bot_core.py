@@ -16,7 +16,7 @@ from bot.agent.directory import AgentDirectory
 from bot.agent.llm import OpenAIChatModel
 from bot.agent.loop import AgentLoop
 from bot.agent.options import shipped_options
-from bot.agent.templates import load_template
+from bot.agent.templates import Templates
 from bot.agent.tokens import TokenCounter
 from bot.memory.sqlite import SQLiteStore
 from bot.router import Router
@@ -32,10 +32,6 @@ MODEL = "gpt-4o-mini"
 def reply(text: str) -> ToolCallReply:
     """The model's step: send `text` to the user and end the turn."""
     return ToolCallReply(calls=(tool_call("send_message", {"message": text}),))
-
-
-def _template(kind: str, name: str) -> str:
-    return load_template("persona" if kind == "persona" else "human", name, user_dir=None)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,14 +60,23 @@ class BotCore:
 
 
 async def open_bot_core(
-    stack: AsyncExitStack, *, path: Path, llm: FakeLLMServer, openai_client: openai.AsyncOpenAI, sleeps: SleepRecorder
+    stack: AsyncExitStack,
+    *,
+    path: Path,
+    llm: FakeLLMServer,
+    openai_client: openai.AsyncOpenAI,
+    sleeps: SleepRecorder,
+    templates_root: Path | None = None,
 ) -> BotCore:
     """Store, loop, router, runtime and admin over `path`; the runtime is started and every
-    part is closed by `stack` (so a harness can restart over the same file)."""
+    part is closed by `stack` (so a harness can restart over the same file). `templates_root`
+    is the operator's templates folder (`personas/`, `humans/` inside)."""
+
     store = SQLiteStore(path)
     await store.open()
     stack.push_async_callback(store.close)
     directory = AgentDirectory(store, core_block_limit=2000)
+    templates = Templates(root=templates_root, block_limit=2000)
     loop = AgentLoop(
         store=store,
         model=OpenAIChatModel(client=openai_client, model=MODEL, max_retries=1, sleep=sleeps),
@@ -82,13 +87,11 @@ async def open_bot_core(
     router = Router(
         store=store,
         directory=directory,
-        load_template=_template,
-        default_persona="sam",
-        default_human="basic",
+        templates=templates,
         model=MODEL,
     )
     runtime = Runtime(store=store, loop=loop, sinks={}, options=RuntimeOptions(owner="test", lease_retry_s=0.05))
-    admin = AdminService(store=store, directory=directory, loop=loop, load_template=_template, runtime=runtime)
+    admin = AdminService(store=store, directory=directory, loop=loop, templates=templates, runtime=runtime)
     return BotCore(store=store, llm=llm, loop=loop, router=router, runtime=runtime, admin=admin)
 
 

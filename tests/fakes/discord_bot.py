@@ -42,6 +42,8 @@ class DiscordBot(HasBotCore):
     core: BotCore = field(init=False)
     adapter: DiscordAdapter = field(init=False)
     _stack: AsyncExitStack = field(init=False, default_factory=AsyncExitStack)
+    #: The operator's templates folder (`personas/`, `humans/`); None: shipped templates only.
+    templates_root: Path | None = None
 
     @classmethod
     async def start(
@@ -52,6 +54,7 @@ class DiscordBot(HasBotCore):
         llm: FakeLLMServer,
         openai_client: openai.AsyncOpenAI,
         sleeps: SleepRecorder,
+        templates_root: Path | None = None,
         **settings: Any,
     ) -> DiscordBot:
         alice = fake.add_user("alice")
@@ -70,6 +73,7 @@ class DiscordBot(HasBotCore):
             bob=bob,
             guild=guild,
             general=general,
+            templates_root=templates_root,
         )
         await bot._open()
         return bot
@@ -77,7 +81,12 @@ class DiscordBot(HasBotCore):
     async def _open(self) -> None:
         stack = self._stack = AsyncExitStack()
         core = self.core = await open_bot_core(
-            stack, path=self.path, llm=self.llm, openai_client=self.openai_client, sleeps=self.sleeps
+            stack,
+            path=self.path,
+            llm=self.llm,
+            openai_client=self.openai_client,
+            sleeps=self.sleeps,
+            templates_root=self.templates_root,
         )
         self.adapter = DiscordAdapter(
             settings=self.settings,

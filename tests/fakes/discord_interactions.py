@@ -95,14 +95,29 @@ class Interactions:
         return interaction
 
     def modal_submit(
-        self, custom_id: str, values: Mapping[str, str | Sequence[str]], user: FakeUser | None
+        self,
+        custom_id: str | None,
+        values: Mapping[str, str | Sequence[str]],
+        user: FakeUser | None,
+        *,
+        opened: FakeInteraction | None = None,
     ) -> FakeInteraction:
-        """Submitting the last modal the bot opened with `custom_id`, by the user it was opened for."""
+        """Submitting a modal the bot opened: the one it opened in answer to `opened`, else the last
+        one with `custom_id`; by `user`, else the user it was opened for. The submission carries
+        the modal's custom_id and comes from the channel (and guild) the modal was opened in, as
+        Discord's would: two forms open at once are two different submissions."""
         with self._world.lock:
-            opened = [i for i in self._by_id.values() if i.modal is not None and i.modal.get("custom_id") == custom_id]
-            if not opened:
-                raise LookupError(f"the bot never opened a modal with custom_id {custom_id!r}")
-            origin = opened[-1]
+            if opened is not None:
+                if opened.modal is None:
+                    raise LookupError(f"the bot answered interaction {opened.id} without a modal")
+                origin = opened
+            else:
+                found = [
+                    i for i in self._by_id.values() if i.modal is not None and i.modal.get("custom_id") == custom_id
+                ]
+                if not found:
+                    raise LookupError(f"the bot never opened a modal with custom_id {custom_id!r}")
+                origin = found[-1]
             assert origin.modal is not None
             channel = self._world.channels[origin.channel_id]
             submitter = user or self._world.users[origin.user_id]
@@ -111,7 +126,7 @@ class Interactions:
         components = _submitted(origin.modal.get("components") or [], values, unused)
         if unused:
             raise LookupError(f"the modal has no inputs {sorted(unused)!r}")
-        data: JSON = {"custom_id": custom_id, "components": components}
+        data: JSON = {"custom_id": origin.modal["custom_id"], "components": components}
         return self._new(InteractionType.MODAL_SUBMIT, data, channel, submitter, message=message)
 
     def _new(

@@ -249,6 +249,14 @@ class DiscordFake(LoopbackServer):
         self._notify("GUILD_MEMBER_ADD", member.payload() | {"guild_id": str(guild.id)}, guild_id=guild.id)
         return member
 
+    def set_roles(self, guild: FakeGuild, user: FakeUser, roles: Sequence[FakeRole]) -> FakeMember:
+        """A moderator changes a member's roles (e.g. takes away the one that made them an admin)."""
+        with self._world.lock:
+            member = guild.members[user.id]
+            member.roles = [r.id for r in roles]
+        self._notify("GUILD_MEMBER_UPDATE", member.payload() | {"guild_id": str(guild.id)}, guild_id=guild.id)
+        return member
+
     def add_channel(
         self,
         guild: FakeGuild,
@@ -364,10 +372,16 @@ class DiscordFake(LoopbackServer):
         return interaction
 
     async def dispatch_modal_submit(
-        self, custom_id: str, values: Mapping[str, str | Sequence[str]], *, user: FakeUser | None = None
+        self,
+        custom_id: str | None,
+        values: Mapping[str, str | Sequence[str]],
+        *,
+        user: FakeUser | None = None,
+        opened: FakeInteraction | None = None,
     ) -> FakeInteraction:
-        """The user submits the modal the bot opened with `custom_id`: `values` by input custom_id."""
-        interaction = self._interactions.modal_submit(custom_id, values, user)
+        """The user submits a modal the bot opened (the one answering `opened`, else the last with
+        `custom_id`): `values` by input custom_id."""
+        interaction = self._interactions.modal_submit(custom_id, values, user, opened=opened)
         await self._deliver("INTERACTION_CREATE", interaction.payload, guild_id=interaction.guild_id)
         return interaction
 

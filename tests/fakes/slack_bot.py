@@ -40,6 +40,8 @@ class SlackBot(HasBotCore):
     adapter: SlackAdapter = field(init=False)
     slack: SlackRequestSender = field(init=False)
     _stack: AsyncExitStack = field(init=False, default_factory=AsyncExitStack)
+    #: The operator's templates folder (`personas/`, `humans/`); None: shipped templates only.
+    templates_root: Path | None = None
 
     @classmethod
     async def start(
@@ -51,6 +53,7 @@ class SlackBot(HasBotCore):
         openai_client: openai.AsyncOpenAI,
         sleeps: SleepRecorder,
         socket: bool = False,
+        templates_root: Path | None = None,
         **settings: Any,
     ) -> SlackBot:
         tokens: dict[str, Any] = (
@@ -70,6 +73,7 @@ class SlackBot(HasBotCore):
             openai_client=openai_client,
             sleeps=sleeps,
             settings=options,
+            templates_root=templates_root,
         )
         await bot._open()
         return bot
@@ -89,7 +93,12 @@ class SlackBot(HasBotCore):
 
     async def _build(self, stack: AsyncExitStack) -> None:
         core = self.core = await open_bot_core(
-            stack, path=self.path, llm=self.llm, openai_client=self.openai_client, sleeps=self.sleeps
+            stack,
+            path=self.path,
+            llm=self.llm,
+            openai_client=self.openai_client,
+            sleeps=self.sleeps,
+            templates_root=self.templates_root,
         )
         runtime = core.runtime
         adapter = self.adapter = SlackAdapter(

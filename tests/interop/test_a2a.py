@@ -4,6 +4,7 @@ client; membot's turns go through a real runtime and answer through the scripted
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -51,16 +52,10 @@ class A2AWorld:
         )
 
 
-@pytest.fixture
-async def world(llm_server: FakeLLMServer, tmp_path: Path) -> AsyncIterator[A2AWorld]:
-    a2a = {
-        "agents": ["sam"],
-        "token": TOKEN,
-        "callers": {"planner": "planner-token", "critic": "critic-token"},
-        "public_url": BASE,
-        "max_message_chars": 500,
-    }
-    settings = settings_for(llm_server, tmp_path, a2a=a2a)
+@contextlib.asynccontextmanager
+async def a2a_world(llm_server: FakeLLMServer, tmp_path: Path, a2a: dict[str, Any]) -> AsyncIterator[A2AWorld]:
+    """membot with agent "sam" exposed over A2A by `a2a` settings, its app served in process."""
+    settings = settings_for(llm_server, tmp_path, a2a={"agents": ["sam"], **a2a})
     async with open_app(settings) as app:
         membot = Membot(app=app, server=llm_server)
         await membot.create("sam")
@@ -74,6 +69,18 @@ async def world(llm_server: FakeLLMServer, tmp_path: Path) -> AsyncIterator[A2AW
             yield A2AWorld(membot=membot, runtime=runtime, app=asgi)
         finally:
             await runtime.stop(deadline_s=5)
+
+
+@pytest.fixture
+async def world(llm_server: FakeLLMServer, tmp_path: Path) -> AsyncIterator[A2AWorld]:
+    a2a = {
+        "token": TOKEN,
+        "callers": {"planner": "planner-token", "critic": "critic-token"},
+        "public_url": BASE,
+        "max_message_chars": 500,
+    }
+    async with a2a_world(llm_server, tmp_path, a2a) as built:
+        yield built
 
 
 def message(context: str, *parts: tuple[str | None, str]) -> SendMessageRequest:
@@ -96,26 +103,40 @@ def text_of(message: Message) -> str:
     return "".join(p.text for p in message.parts)
 
 
-async def test_several_speakers_one_turn_one_agent_message(world: A2AWorld) -> None:
-    world.membot.server.enqueue(reply("Lisbon and Alfama, noted."), reply("You're welcome."))
+async def test_one_request_is_one_message_its_parts_labelled_by_speaker(world: A2AWorld) -> None:
+    world.membot.server.enqueue(reply("Lisbon and Alfama, noted."), reply("You're welcome."), reply("Two lines."))
     async with world.http() as http:
         client = await world.client(http)
         first = await send(
             client, message("trip", ("ada", "Let's meet in Lisbon on May 3rd."), ("bob", "I'll book Alfama."))
         )
         second = await send(client, message("trip", (None, "Thanks!")))
+        third = await send(client, message("trip", ("ada", "One."), ("ada", "Two.")))
 
     assert [r.WhichOneof("payload") for r in first] == ["message"]
     assert first[0].message.role == Role.ROLE_AGENT
     assert first[0].message.context_id == "trip"
     assert text_of(first[0].message) == "Lisbon and Alfama, noted."
     assert text_of(second[0].message) == "You're welcome."
+    assert text_of(third[0].message) == "Two lines."
     assert await world.membot.said_to("sam") == [
-        ("ada", "Let's meet in Lisbon on May 3rd."),
-        ("bob", "I'll book Alfama."),
+        ("A2A caller", "ada: Let's meet in Lisbon on May 3rd.\n\nbob: I'll book Alfama."),
         ("A2A caller", "Thanks!"),
+        ("ada", "One.\n\nTwo."),
     ]
-    assert len(world.membot.server.chat_requests) == 2, "each reply cost one turn of one step"
+    assert len(world.membot.server.chat_requests) == 3, "each request cost one turn of one step"
+
+
+async def test_a_thousand_parts_are_refused_and_nothing_is_recorded(world: A2AWorld) -> None:
+    parts = [{"text": f"part {i}", "metadata": {"speaker_name": f"s{i}"}} for i in range(1000)]
+    body = rpc("SendMessage", {"message": {"messageId": "m1", "role": "ROLE_USER", "parts": parts}})
+    async with world.http({**AUTH, **VERSION}) as http:
+        response = await http.post("/a2a/sam/", json=body)
+
+    error = response.json()["error"]
+    assert "1000 parts; this server takes at most 100" in error["message"]
+    assert await world.membot.said_to("sam") == []
+    assert world.membot.server.chat_requests == []
 
 
 async def test_streaming_reports_work_then_completes_with_the_reply(world: A2AWorld) -> None:
@@ -222,6 +243,46 @@ async def test_bad_requests_get_a_protocol_error_and_record_nothing(
     assert world.membot.server.chat_requests == []
 
 
+@pytest.fixture
+async def open_world(llm_server: FakeLLMServer, tmp_path: Path) -> AsyncIterator[A2AWorld]:
+    """A server without a token: allowed on loopback, for local callers only."""
+    async with a2a_world(llm_server, tmp_path, {}) as built:
+        yield built
+
+
+@pytest.mark.parametrize(
+    ("client", "headers"),
+    [
+        (("203.0.113.7", 40000), {}),
+        (("127.0.0.1", 40000), {"X-Forwarded-For": "203.0.113.7"}),
+        (("127.0.0.1", 40000), {"Forwarded": "for=203.0.113.7;proto=https"}),
+        (("127.0.0.1", 40000), {"X-Real-IP": "203.0.113.7"}),
+    ],
+)
+async def test_without_a_token_only_local_callers_are_answered(
+    open_world: A2AWorld, client: tuple[str, int], headers: dict[str, str]
+) -> None:
+    transport = httpx.ASGITransport(app=open_world.app, client=client)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE) as http:
+        refused = await http.post(
+            "/a2a/sam/", json=rpc("SendMessage", send_params("hi")), headers={**VERSION, **headers}
+        )
+        card = await http.get("/a2a/sam/.well-known/agent-card.json", headers=headers)
+
+    assert refused.status_code == 401
+    assert "MEMBOT_A2A__TOKEN" in refused.json()["error"]["message"]
+    assert card.status_code == 200, "cards stay public"
+    assert await open_world.membot.said_to("sam") == []
+
+
+async def test_without_a_token_a_local_caller_is_answered(open_world: A2AWorld) -> None:
+    open_world.membot.server.enqueue(reply("hello, neighbour"))
+    async with open_world.http({}) as http:
+        client = await open_world.client(http)
+        answer = await send(client, message("local", (None, "hi")))
+    assert text_of(answer[0].message) == "hello, neighbour"
+
+
 async def test_cards_are_public_and_name_the_bearer_scheme(world: A2AWorld) -> None:
     async with world.http({}) as http:
         card = (await http.get("/a2a/sam/.well-known/agent-card.json")).json()
@@ -287,8 +348,7 @@ async def test_an_a2a_turn_never_overlaps_a_platform_turn_of_the_same_agent(worl
     assert "Me too, over A2A." in second_prompt
     assert await world.membot.said_to("sam") == [
         ("carol", "Hello from the chat room."),
-        ("ada", "Hello over A2A."),
-        ("bob", "Me too, over A2A."),
+        ("A2A caller", "ada: Hello over A2A.\n\nbob: Me too, over A2A."),
     ]
 
 

@@ -115,3 +115,20 @@ async def test_membot_serve_a2a_answers_until_interrupted(llm_server: FakeLLMSer
     assert await command == 0
     final = responses[-1].status_update.status.message
     assert "".join(p.text for p in final.parts) == "Served by membot serve a2a."
+
+
+async def test_a_port_in_use_stops_start_up_with_one_line(llm_server: FakeLLMServer, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = settings_for(llm_server, tmp_path, a2a={"agents": ["sam"], "port": port})
+        async with open_services(settings) as services:
+            await services.app.directory.create(
+                name="sam", persona="I am sam.", human="?", persona_template="sam", human_template="basic", model="m"
+            )
+            server = A2AServer(runtime=services.runtime, directory=services.app.directory, settings=settings.a2a)
+            with pytest.raises(
+                ConfigError, match=rf"^cannot listen on 127\.0\.0\.1:{port} for A2A: .*MEMBOT_A2A__PORT"
+            ):
+                await run_components(services, [server], drain_s=1)

@@ -28,6 +28,12 @@ def test_nothing_is_exposed_by_default_and_loopback_needs_no_token() -> None:
             {"host": "0.0.0.0"},
             "a bearer token (MEMBOT_A2A__TOKEN or MEMBOT_A2A__CALLERS) is required when the A2A server listens on 0.0.0.0",
         ),
+        (
+            {"public_url": "https://agents.example.com/membot"},
+            "a bearer token (MEMBOT_A2A__TOKEN or MEMBOT_A2A__CALLERS) is required when the A2A server is "
+            "published at https://agents.example.com/membot",
+        ),
+        ({"max_message_parts": 5000}, "a2a.max_message_parts (from the command line): must be between 1 and 1000"),
         ({"agents": ["sam", "a/b"]}, "'a/b' is not an agent name usable in a URL"),
         ({"agents": ["sam", "sam"]}, "lists an agent twice"),
         ({"public_url": "membot.example.com"}, "must be an http:// or https:// URL"),
@@ -40,6 +46,11 @@ def test_nothing_is_exposed_by_default_and_loopback_needs_no_token() -> None:
 def test_bad_a2a_settings_are_one_clear_line(a2a: dict[str, object], expected: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(expected)):
         load_settings(None, env_file=None, overrides={"a2a": a2a})
+
+
+def test_a_loopback_public_url_needs_no_token() -> None:
+    a2a = load_settings(None, env_file=None, overrides={"a2a": {"public_url": "http://localhost:8390"}}).a2a
+    assert a2a.public_url == "http://localhost:8390" and not a2a.is_authenticated
 
 
 def test_named_callers_alone_protect_an_exposed_host() -> None:

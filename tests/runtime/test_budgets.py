@@ -9,7 +9,7 @@ from datetime import date, timedelta
 import pytest
 
 from bot.admin import Actor, AdminService
-from bot.agent.templates import load_template
+from bot.agent.templates import Templates
 from bot.errors import NotAllowedError
 from bot.events import InboundMessage
 from bot.ops.budgets import NOTICES, DailyBudgets
@@ -126,7 +126,7 @@ async def test_an_admin_reset_lets_the_bot_answer_again_today(harness: Harness) 
         store=harness.store,
         directory=harness.directory,
         loop=harness.loop(),
-        load_template=lambda kind, name: load_template(kind, name),
+        templates=Templates(root=None),
         clock=harness.clock,
         budget_limits={"server": PROMPT_TOKENS},
     )

@@ -121,10 +121,10 @@ class SQLiteStore(SQLiteRuntimeStore, SQLitePolicyStore, SQLiteUsageStore):
 
     def _connect(self) -> sqlite3.Connection:
         """On the worker thread: open the file, configure the connection, check and prepare the schema."""
-        self._path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self._path, isolation_level=None, timeout=self._busy_timeout)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open the SQLite store at {self._path}: {exc}") from exc
         try:
             conn.row_factory = sqlite3.Row
