@@ -23,7 +23,7 @@ from bot.agent.directory import AgentDirectory
 from bot.agent.loop import AgentLoop
 from bot.agent.model import ChatModel
 from bot.agent.options import shipped_options
-from bot.agent.templates import load_template
+from bot.agent.templates import Templates, load_template
 from bot.agent.tokens import TokenCounter
 from bot.console import console_app
 from bot.console.auth import LoginLimiter
@@ -100,7 +100,7 @@ def make_world(store: Store, model: ChatModel, *, context_window: int = 16_000) 
         store=store,
         directory=directory,
         loop=loop,
-        load_template=lambda kind, name: load_template(kind, name, user_dir=None),
+        templates=Templates(root=None),
         clock=lambda: NOW,
     )
     return World(store=store, loop=loop, directory=directory, admin=admin)
