@@ -26,7 +26,7 @@ from bot.errors import NotAllowedError, NotFoundError, UserFacingError
 from bot.memory.policy_store import AuditEntry, Policy, RoutingMode
 from bot.memory.runtime_store import DueHeartbeat
 from bot.memory.store import AgentRecord, AgentUpdate, CoreBlock, StoredMessage
-from bot.memory.usage_store import BudgetKind, UsageGroup, UsageRecord, budget_key, spent_today, summarise
+from bot.memory.usage_store import BudgetKind, UsageGroup, UsageRecord, budget_key, spent_today
 from bot.runtime import Runtime, Store
 
 __all__ = [
@@ -381,12 +381,12 @@ class AdminService:
             raise UserFacingError("The number of days must be between 1 and 366.")
         today = self._clock().astimezone(UTC).date()
         since = today - timedelta(days=days - 1)
-        rows = await self._store.list_usage(since=since, scope=actor.scope)
+        rows = await self._store.sum_usage(since=since, scope=actor.scope, by=by)
         return UsageReport(
             since=since,
             until=today,
             scope=actor.scope,
-            rows=tuple(summarise(rows, by)),
+            rows=tuple(rows),
             total_prompt_tokens=sum(r.prompt_tokens for r in rows),
             total_completion_tokens=sum(r.completion_tokens for r in rows),
             total_calls=sum(r.calls for r in rows),

@@ -23,6 +23,8 @@ from bot.memory.store import AgentRecord
 from bot.terminal_adapter import TerminalChat
 
 if TYPE_CHECKING:
+    from aiohttp import web
+
     from bot.service import Component, Services
 
 __all__ = [
@@ -297,7 +299,12 @@ async def run(settings: Settings, platforms: Sequence[str]) -> int:
             components.append(_a2a_server(settings, services))
         if metrics is not None:
             metrics.watch(services.runtime, services.scheduler)
-            components.append(ops_server(settings, store=services.app.store, components=components, metrics=metrics))
+            console = _console(settings, services)
+            components.append(
+                ops_server(settings, store=services.app.store, components=components, metrics=metrics, console=console)
+            )
+        elif settings.console.token is not None:
+            _log.warning("MEMBOT_CONSOLE__TOKEN is set but MEMBOT_OPS__HTTP_PORT is 0: the console is off")
         await run_components(services, components)
     return 0
 
@@ -311,6 +318,25 @@ async def serve(settings: Settings, what: Literal["a2a"]) -> int:
     async with open_services(settings) as services:
         await run_components(services, [_a2a_server(settings, services)])
     return 0
+
+
+def _console(settings: Settings, services: Services) -> web.Application | None:
+    """The web console when its token is set (imported only then: `membot chat` never loads it)."""
+    if settings.console.token is None:
+        return None
+    from bot.console import console_app
+
+    return console_app(
+        token=settings.console.token.get_secret_value(),
+        session_hours=settings.console.session_hours,
+        store=services.store,
+        admin=services.admin,
+        loop=services.app.loop,
+        budget_limits={
+            "server": settings.budget.daily_tokens_per_server,
+            "user": settings.budget.daily_tokens_per_user,
+        },
+    )
 
 
 def _a2a_server(settings: Settings, services: Services) -> Component:

@@ -342,6 +342,7 @@ async def test_membot_run_serves_health_readiness_and_metrics(
         "MEMBOT_DATA_DIR": str(tmp_path),
         "MEMBOT_OPS__HTTP_HOST": "127.0.0.1",
         "MEMBOT_OPS__HTTP_PORT": str(port),
+        "MEMBOT_CONSOLE__TOKEN": "a-console-token-for-this-test",
     }
     for name, setting in env.items():
         monkeypatch.setenv(name, setting)
@@ -368,6 +369,11 @@ async def test_membot_run_serves_health_readiness_and_metrics(
         assert set(body["checks"]) == {"store", "platforms", "llm"}
         assert "discord" in body["checks"]["platforms"]["detail"]
         assert await get("/healthz") == (200, "ok\n")
+        # The console is mounted because its token is set: the login form, and nothing without it.
+        status, login = await get("/console/login")
+        assert status == 200 and 'name="token"' in login
+        async with session.get(base + "/console/agents", allow_redirects=False) as response:
+            assert (response.status, response.headers["Location"]) == (303, "/console/login")
 
         dm = discord_fake.dm_channel(alice)
         await discord_fake.dispatch_message(dm, alice, "hi")

@@ -14,18 +14,24 @@ providers' prompt caches hit.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 
 from bot.agent.model import ChatMessage, ToolCallWire
+from bot.agent.tokens import REPLY_PRIMING_TOKENS, TOKENS_PER_MESSAGE
 from bot.memory.core import render_blocks
-from bot.memory.store import AgentRecord, CoreBlock, MessageRole, StoredMessage
+from bot.memory.store import AgentRecord, CoreBlock, MessageRole, MessageSize, StoredMessage
 
 __all__ = [
+    "ContextBreakdown",
     "ContextWindow",
+    "SystemSections",
     "build_system_message",
     "choose_eviction",
+    "context_breakdown",
+    "estimate_prompt_tokens",
     "render_message",
     "render_queue",
     "render_transcript",
@@ -51,21 +57,116 @@ class ContextWindow:
         return int(self.context_window * self.warning_fraction)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SystemSections:
+    """The system message in its parts, as `build_system_message` joins them."""
+
+    instructions: str
+    core_memory: str
+    statistics: str
+    #: Empty when the agent has no summary yet (the section is left out).
+    summary: str
+
+    def joined(self) -> str:
+        parts = [self.instructions, self.core_memory, self.statistics]
+        return "\n\n".join([*parts, self.summary] if self.summary else parts)
+
+
+def system_sections(
+    *, instructions: str, agent: AgentRecord, blocks: Sequence[CoreBlock], passage_count: int
+) -> SystemSections:
+    evicted = agent.context_start_seq - 1
+    return SystemSections(
+        instructions=instructions.strip(),
+        core_memory="## Core memory\n\n" + (render_blocks(blocks) or "(empty)"),
+        statistics="## Memory statistics\n\n"
+        f"{evicted} older messages are only in recall memory (conversation_search). "
+        f"{passage_count} passages are in archival memory (archival_memory_search).",
+        summary="## Summary of older messages\n\n" + agent.summary.strip() if agent.summary else "",
+    )
+
+
 def build_system_message(
     *, instructions: str, agent: AgentRecord, blocks: Sequence[CoreBlock], passage_count: int
 ) -> str:
-    evicted = agent.context_start_seq - 1
-    parts = [
-        instructions.strip(),
-        "## Core memory",
-        render_blocks(blocks) or "(empty)",
-        "## Memory statistics",
-        f"{evicted} older messages are only in recall memory (conversation_search). "
-        f"{passage_count} passages are in archival memory (archival_memory_search).",
-    ]
-    if agent.summary:
-        parts += ["## Summary of older messages", agent.summary.strip()]
-    return "\n\n".join(parts)
+    return system_sections(instructions=instructions, agent=agent, blocks=blocks, passage_count=passage_count).joined()
+
+
+def estimate_prompt_tokens(
+    *,
+    system_tokens: int,
+    tools_tokens: int,
+    queue: Sequence[StoredMessage] | Sequence[MessageSize],
+    max_chars: int,
+    correction: float,
+) -> int:
+    """Prompt tokens of the system message, the function schemas and the queue, without
+    re-encoding the queue (each stored message carries its count); `correction` is the
+    calibration from the server's reported usage (`TokenCounter.correction_factor`)."""
+    raw = REPLY_PRIMING_TOKENS + TOKENS_PER_MESSAGE + 1 + system_tokens + tools_tokens
+    raw += sum(rendered_tokens(m, max_chars=max_chars) for m in queue)
+    return math.ceil(raw * correction)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContextBreakdown:
+    """What the agent's next prompt is made of, in tokens, against its window (the console's chart).
+
+    The parts add up to `total`, the loop's own estimate of the prompt; `system` holds the
+    instructions, the memory statistics and the per-message framing."""
+
+    window: ContextWindow
+    system: int
+    functions: int
+    core_memory: int
+    summary: int
+    messages: int
+    message_count: int
+
+    @property
+    def total(self) -> int:
+        return self.system + self.functions + self.core_memory + self.summary + self.messages
+
+    @property
+    def reserved(self) -> int:
+        """Kept free for the reply (`max_output_tokens`)."""
+        return self.window.max_output_tokens
+
+    @property
+    def free(self) -> int:
+        """Prompt tokens left before the loop compacts (negative: over, it compacts on the next step)."""
+        return self.window.prompt_budget - self.total
+
+
+def context_breakdown(
+    *,
+    window: ContextWindow,
+    sections: SystemSections,
+    tools_tokens: int,
+    queue: Sequence[StoredMessage] | Sequence[MessageSize],
+    max_chars: int,
+    count: Callable[[str], int],
+    correction: float = 1.0,
+) -> ContextBreakdown:
+    """The prompt `sections` and `queue` make, split by part; its total is `estimate_prompt_tokens`
+    of the same prompt, so the console shows what the loop counts."""
+    system_tokens = count(sections.joined())
+    total = estimate_prompt_tokens(
+        system_tokens=system_tokens, tools_tokens=tools_tokens, queue=queue, max_chars=max_chars, correction=correction
+    )
+    core = round(count(sections.core_memory) * correction)
+    summary = round(count(sections.summary) * correction) if sections.summary else 0
+    functions = round(tools_tokens * correction)
+    messages = round(sum(rendered_tokens(m, max_chars=max_chars) for m in queue) * correction)
+    return ContextBreakdown(
+        window=window,
+        system=max(0, total - core - summary - functions - messages),
+        functions=functions,
+        core_memory=core,
+        summary=summary,
+        messages=messages,
+        message_count=len(queue),
+    )
 
 
 def render_message(message: StoredMessage, *, max_chars: int, is_shared: bool) -> ChatMessage:
@@ -133,12 +234,14 @@ def _interrupted_results(call_ids: list[str]) -> list[ChatMessage]:
 _RENDER_OVERHEAD: dict[MessageRole, int] = {"user": 16, "system": 14, "assistant": 4, "tool": 12}
 
 
-def rendered_tokens(message: StoredMessage, *, max_chars: int) -> int:
+def rendered_tokens(message: StoredMessage | MessageSize, *, max_chars: int) -> int:
     """Estimated tokens of `render_message(message)`, from the count stored with it (no
     re-encoding on the hot path); a user message over `max_chars` is truncated when rendered."""
     tokens = message.tokens
-    if message.role == "user" and len(message.content) > max_chars:
-        tokens = tokens * max_chars // len(message.content) + 24
+    if message.role == "user":
+        chars = message.chars if isinstance(message, MessageSize) else len(message.content)
+        if chars > max_chars:
+            tokens = tokens * max_chars // chars + 24
     return tokens + _RENDER_OVERHEAD[message.role]
 
 

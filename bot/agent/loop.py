@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,11 +17,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol, assert_never
 
 from bot.agent.compaction import Compactor
-from bot.agent.context import ContextWindow, build_system_message, render_message, render_queue, rendered_tokens
+from bot.agent.context import (
+    ContextBreakdown,
+    ContextWindow,
+    build_system_message,
+    context_breakdown,
+    estimate_prompt_tokens,
+    render_message,
+    render_queue,
+    system_sections,
+)
 from bot.agent.functions import FunctionCall, MemoryFunctions, tool_schemas
 from bot.agent.model import ChatMessage, ChatModel, Completion, ToolSchema
 from bot.agent.queue_cache import QueueCache
-from bot.agent.tokens import REPLY_PRIMING_TOKENS, TOKENS_PER_MESSAGE, TokenCounter
+from bot.agent.tokens import TokenCounter
 from bot.errors import AgentPausedError, ContextOverflowError, LLMError, NotFoundError, VersionConflictError
 from bot.events import InboundMessage, Interrupt, ReplySink, TurnInput
 from bot.memory.archival import ArchivalMemory
@@ -34,6 +42,7 @@ from bot.memory.store import (
     AgentUpdate,
     MemoryStore,
     MessageRole,
+    MessageSize,
     NewMessage,
     StoredMessage,
     StoredToolCall,
@@ -367,12 +376,46 @@ class AgentLoop:
             if len(self._system_tokens) > 1024:
                 self._system_tokens.clear()
             system_tokens = self._system_tokens[system] = self._counter.count_text(system)
+        return estimate_prompt_tokens(
+            system_tokens=system_tokens,
+            tools_tokens=self._count_tools(),
+            queue=queue,
+            max_chars=self._options.max_user_message_chars,
+            correction=self._counter.correction_factor,
+        )
+
+    def _count_tools(self) -> int:
         if self._tools_tokens is None:
             self._tools_tokens = self._counter.count_text(json.dumps(self._tools))
-        raw = REPLY_PRIMING_TOKENS + TOKENS_PER_MESSAGE + 1 + system_tokens + self._tools_tokens
-        max_chars = self._options.max_user_message_chars
-        raw += sum(rendered_tokens(m, max_chars=max_chars) for m in queue)
-        return math.ceil(raw * self._counter.correction_factor)
+        return self._tools_tokens
+
+    async def context_breakdown(self, agent_id: str) -> ContextBreakdown:
+        """What the agent's next prompt is made of (the console's chart), counted as `_prompt` counts it."""
+        agent = await self._require_agent(agent_id)
+        sections = system_sections(
+            instructions=self._options.instructions,
+            agent=agent,
+            blocks=await self.core.blocks(agent_id),
+            passage_count=await self.archival.count(agent_id),
+        )
+        # An agent this loop is serving has its queue cached: brought up to date, it costs one
+        # small read. For any other only the messages' sizes are read, and nothing is cached, so
+        # looking at many agents never pushes the active ones out of the cache.
+        cached = next((c for c in (self._queues, self._shared_queues) if c.holds(agent_id)), None)
+        queue: Sequence[StoredMessage] | Sequence[MessageSize]
+        if cached is not None:
+            queue = (await cached.load(agent_id, agent.context_start_seq)).messages
+        else:
+            queue = await self._store.message_sizes(agent_id, from_seq=agent.context_start_seq)
+        return context_breakdown(
+            window=self._options.window,
+            sections=sections,
+            tools_tokens=self._count_tools(),
+            queue=queue,
+            max_chars=self._options.max_user_message_chars,
+            count=self._counter.count_text,
+            correction=self._counter.correction_factor,
+        )
 
     async def _compact(self, turn: _Turn, estimate: int) -> None:
         usage = await self._compactor.compact(

@@ -61,6 +61,10 @@ class QueueCache:
             self._queues.popitem(last=False)
         return queue
 
+    def holds(self, agent_id: str) -> bool:
+        """Whether the agent's queue is cached (a reader that must not evict others asks first)."""
+        return agent_id in self._queues
+
     def invalidate(self, agent_id: str) -> None:
         """Forget an agent's queue (after an admin edit of its history)."""
         self._queues.pop(agent_id, None)

@@ -27,6 +27,7 @@ from bot.config.reference import SettingDoc, render_settings_table, settings_ref
 from bot.config.sections import (
     AgentSettings,
     BudgetSettings,
+    ConsoleSettings,
     EmbeddingSettings,
     EvalSettings,
     LLMSettings,
@@ -41,6 +42,7 @@ __all__ = [
     "A2ASettings",
     "AgentSettings",
     "BudgetSettings",
+    "ConsoleSettings",
     "DiscordSettings",
     "EmbeddingSettings",
     "EvalSettings",

@@ -17,6 +17,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "AgentSettings",
     "BudgetSettings",
+    "ConsoleSettings",
     "EmbeddingSettings",
     "EvalSettings",
     "LLMSettings",
@@ -250,6 +251,28 @@ class OpsSettings(Section):
     ready_timeout_s: float = Field(
         default=3.0, gt=0, le=60, description="seconds each readiness check (store ping, LLM probe) may take"
     )
+
+
+class ConsoleSettings(Section):
+    """The operator's web console on the ops server (`/console/`): on when a token is set."""
+
+    token: SecretStr | None = Field(
+        default=None,
+        description="password of the web console at `/console/` on the ops port (16+ characters); unset: no console",
+    )
+    session_hours: float = Field(
+        default=12.0, gt=0, le=24 * 30, description="hours a console login lasts before the token is asked again"
+    )
+
+    @field_validator("token")
+    @classmethod
+    def _long_token(cls, value: SecretStr | None) -> SecretStr | None:
+        # The token is the only thing between the network and every agent's memory: no short words.
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError(
+                "must be at least 16 characters (e.g. `python -c 'import secrets; print(secrets.token_urlsafe())'`)"
+            )
+        return value
 
 
 class BudgetSettings(Section):

@@ -17,6 +17,7 @@ from bot.config.sections import (
     DEFAULT_LLM_BASE_URL,
     AgentSettings,
     BudgetSettings,
+    ConsoleSettings,
     EmbeddingSettings,
     EvalSettings,
     LLMSettings,
@@ -123,6 +124,7 @@ class Settings(BaseSettings):
     )
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
     ops: OpsSettings = Field(default_factory=OpsSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     budget: BudgetSettings = Field(default_factory=BudgetSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     discord: DiscordSettings = Field(default_factory=DiscordSettings)

@@ -32,11 +32,14 @@ __all__ = [
     "CoreBlock",
     "MemoryStore",
     "MessageRole",
+    "MessageSize",
     "NewMessage",
     "NewPassage",
     "Passage",
+    "RecallStats",
     "StoredMessage",
     "StoredToolCall",
+    "key_prefix_bound",
 ]
 
 MessageRole = Literal["system", "user", "assistant", "tool"]
@@ -164,6 +167,37 @@ class Passage:
     score: float | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageSize:
+    """How big one stored message is, without its text: what a prompt's size is computed from."""
+
+    seq: int
+    role: MessageRole
+    tokens: int
+    #: len(content), in characters.
+    chars: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecallStats:
+    """How much recall holds for one agent, and when its newest message was written."""
+
+    message_count: int
+    last_message_at: datetime | None
+
+
+def key_prefix_bound(prefix: str) -> str | None:
+    """The least string above every string that starts with `prefix`, for an indexed range
+    query `prefix <= key < bound` (code-point order, which is UTF-8 byte order); None: no bound."""
+    stripped = prefix.rstrip("\U0010ffff")
+    if not stripped:
+        return None
+    following = ord(stripped[-1]) + 1
+    if 0xD800 <= following <= 0xDFFF:  # surrogates are no characters of their own
+        following = 0xE000
+    return stripped[:-1] + chr(following)
+
+
 class MemoryStore(Protocol):
     """Persistent memory for every agent: agents, core blocks, recall and archival."""
 
@@ -193,8 +227,25 @@ class MemoryStore(Protocol):
         """The agent bound to this conversation key, or None."""
         ...
 
-    async def list_agents(self, *, offset: int = 0, limit: int = 100) -> list[AgentRecord]:
-        """Agents ordered by creation time, oldest first."""
+    async def list_agents(
+        self, *, offset: int = 0, limit: int = 100, key_prefix: str | None = None
+    ) -> list[AgentRecord]:
+        """Agents ordered by creation time, oldest first; with `key_prefix`, only those whose
+        conversation key starts with it (`discord:`, `discord:123:`), by an indexed range."""
+        ...
+
+    async def count_agents(self, *, key_prefix: str | None = None) -> int:
+        """How many agents `list_agents` would page through."""
+        ...
+
+    async def message_sizes(self, agent_id: str, *, from_seq: int) -> list[MessageSize]:
+        """The size of each message with seq >= from_seq, in seq order, without reading the texts
+        (the console's context chart of an agent whose queue no loop holds)."""
+        ...
+
+    async def recall_stats(self, agent_ids: Sequence[str]) -> dict[str, RecallStats]:
+        """Each agent's message count and newest message time, from indexes or counters (never a
+        scan of the messages themselves); unknown ids are left out."""
         ...
 
     async def update_agent(self, agent_id: str, update: AgentUpdate, *, expected_version: int) -> AgentRecord:

@@ -19,6 +19,7 @@ from datetime import date
 from typing import Literal, Protocol
 
 __all__ = [
+    "GROUP_FIELDS",
     "BudgetKind",
     "BudgetState",
     "UsageGroup",
@@ -81,6 +82,20 @@ class UsageStore(Protocol):
         one user when given; ordered by day, server, channel, agent, user, model (None first)."""
         ...
 
+    async def sum_usage(
+        self,
+        *,
+        since: date,
+        until: date | None = None,
+        scope: str | None = None,
+        user_id: str | None = None,
+        agent_ids: Sequence[str] | None = None,
+        by: Sequence[UsageGroup],
+    ) -> list[UsageRecord]:
+        """`summarise(list_usage(...), by)` of the rows of `agent_ids` only (when given), grouped by
+        the store: reports over many agents and days move one row per group, not every row."""
+        ...
+
     async def tokens_spent(self, day: date, *, scope: str | None = None, user_id: str | None = None) -> int:
         """Prompt + completion tokens of one day, for one server or one user (exactly one given)."""
         ...
@@ -110,7 +125,8 @@ async def spent_today(store: UsageStore, kind: BudgetKind, who: str, day: date) 
     return max(0, spent - state.reset_tokens)
 
 
-_GROUP_FIELDS: dict[UsageGroup, str] = {
+#: The `UsageRecord` field (and stored column) of each group, in the key's order.
+GROUP_FIELDS: dict[UsageGroup, str] = {
     "day": "day",
     "server": "scope",
     "channel": "channel",
@@ -123,7 +139,7 @@ _GROUP_FIELDS: dict[UsageGroup, str] = {
 def summarise(records: Iterable[UsageRecord], by: Sequence[UsageGroup]) -> list[UsageRecord]:
     """The records summed per distinct value of the `by` fields (the others blanked), in the
     order of those values (None and '' first)."""
-    keep = {_GROUP_FIELDS[group] for group in by}
+    keep = {GROUP_FIELDS[group] for group in by}
     totals: dict[tuple[object, ...], UsageRecord] = {}
     for record in records:
         blank = replace(

@@ -3,6 +3,7 @@
     GET /healthz   200 "ok" while the process serves (a liveness probe)
     GET /readyz    200 when every readiness check passes, else 503; JSON naming each check
     GET /metrics   Prometheus text format (OpenMetrics when the scraper asks for it)
+    /console/      the operator's web console, when `membot run` hands one in (`bot.console`)
 
 It is a `Component` like the platform adapters. When its port cannot be bound it logs one error
 and stays idle rather than stop the bot: answering users matters more than being watched.
@@ -31,8 +32,17 @@ _log = logging.getLogger(__name__)
 class OpsServer:
     """Serves health, readiness and metrics on `host:port` (port 0: any free port, for tests)."""
 
-    def __init__(self, *, host: str, port: int, readiness: Readiness, registry: CollectorRegistry) -> None:
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        readiness: Readiness,
+        registry: CollectorRegistry,
+        console: web.Application | None = None,
+    ) -> None:
         self._host = host
+        self._console = console
         self._port = port
         self._readiness = readiness
         self._registry = registry
@@ -56,6 +66,9 @@ class OpsServer:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", make_aiohttp_handler(self._registry))
+        if self._console is not None:
+            app.router.add_get("/console", self._to_console)
+            app.add_subapp("/console/", self._console)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         try:
@@ -75,6 +88,8 @@ class OpsServer:
             self.bound_port = _port_of(runner, self._port)
             self._serving.set()
             _log.info("health and metrics on http://%s:%d/ (healthz, readyz, metrics)", self._host, self.bound_port)
+            if self._console is not None:
+                _log.info("the console is on http://%s:%d/console/", self._host, self.bound_port)
             await self._closed.wait()
         finally:
             self._serving.clear()
@@ -82,6 +97,9 @@ class OpsServer:
 
     async def close(self) -> None:
         self._closed.set()
+
+    async def _to_console(self, request: web.Request) -> web.Response:
+        raise web.HTTPPermanentRedirect(location="/console/")
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
@@ -101,9 +119,15 @@ def _port_of(runner: web.AppRunner, fallback: int) -> int:
 
 
 def ops_server(
-    settings: Settings, *, store: MemoryStore, components: Sequence[ReadyComponent], metrics: Metrics
+    settings: Settings,
+    *,
+    store: MemoryStore,
+    components: Sequence[ReadyComponent],
+    metrics: Metrics,
+    console: web.Application | None = None,
 ) -> OpsServer:
-    """The server `membot run` starts: `store` is pinged for readiness, `components` are the platforms."""
+    """The server `membot run` starts: `store` is pinged for readiness, `components` are the
+    platforms; `console` (the web console's application) is mounted at `/console/`."""
     ops, llm = settings.ops, settings.llm
     readiness = Readiness(
         store=store,
@@ -116,4 +140,6 @@ def ops_server(
         ),
         timeout_s=ops.ready_timeout_s,
     )
-    return OpsServer(host=ops.http_host, port=ops.http_port, readiness=readiness, registry=metrics.registry)
+    return OpsServer(
+        host=ops.http_host, port=ops.http_port, readiness=readiness, registry=metrics.registry, console=console
+    )

@@ -20,7 +20,7 @@ from bot.app import open_store
 from bot.config import Settings
 from bot.errors import UserFacingError
 from bot.memory.store import MemoryStore
-from bot.memory.usage_store import UsageGroup, UsageRecord, UsageStore, summarise
+from bot.memory.usage_store import UsageGroup, UsageRecord, UsageStore
 
 __all__ = ["GROUPS", "parse_groups", "usage_command"]
 
@@ -58,7 +58,7 @@ async def usage_command(
     start = since or until - timedelta(days=days - 1)
     async with open_store(settings) as opened:
         store = cast(_Store, opened)
-        rows = summarise(await store.list_usage(since=start, until=until, scope=scope), by)
+        rows = await store.sum_usage(since=start, until=until, scope=scope, by=by)
         names = await _agent_names(store, rows) if "agent" in by else {}
     stream = out or sys.stdout
     if as_csv:

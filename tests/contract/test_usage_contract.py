@@ -4,13 +4,13 @@ with the same results."""
 from __future__ import annotations
 
 import asyncio
-from datetime import date
+from datetime import date, timedelta
 from typing import Protocol
 
 import pytest
 
 from bot.memory.store import MemoryStore
-from bot.memory.usage_store import BudgetState, UsageRecord, UsageStore, budget_key, summarise
+from bot.memory.usage_store import BudgetState, UsageGroup, UsageRecord, UsageStore, budget_key, summarise
 
 DAY = date(2026, 5, 1)
 NEXT = date(2026, 5, 2)
@@ -162,3 +162,38 @@ def test_summarise_sums_per_group_and_blanks_the_rest() -> None:
         (DAY, "c2", 4),
         (NEXT, "c1", 8),
     ]
+
+
+async def test_sum_usage_groups_in_the_store_exactly_as_summarise_does(store: Store) -> None:
+    records = [
+        usage(),
+        usage(day=NEXT, prompt=7),
+        usage(scope=None, channel=None, agent_id="dm", user_id="discord:u2", completion=3),
+        usage(scope="slack:T1", agent_id="a2", model="other", calls=4),
+        usage(channel="c2", agent_id="a3", user_id=None, prompt=1_000),
+        usage(day=NEXT, scope=ODD, agent_id=ODD, user_id=ODD, model=ODD),
+    ]
+    for record in records:
+        await store.record_usage(record)
+    groupings: list[tuple[UsageGroup, ...]] = [
+        ("day",),
+        ("day", "server"),
+        ("day", "agent"),
+        ("agent",),
+        ("server", "channel", "agent"),
+        ("model", "user"),
+        ("day", "server", "channel", "agent", "user", "model"),
+        (),
+    ]
+    for by in groupings:
+        for filters in [{}, {"scope": SCOPE}, {"user_id": "discord:u1"}, {"until": DAY}]:
+            rows = await store.list_usage(since=DAY, **filters)  # type: ignore[arg-type]
+            summed = await store.sum_usage(since=DAY, by=by, **filters)  # type: ignore[arg-type]
+            assert summed == summarise(rows, by), (by, filters)
+    for agents in [["a1", ODD], [], ["nobody"]]:
+        kept = [r for r in await store.list_usage(since=DAY) if r.agent_id in agents]
+        assert await store.sum_usage(since=DAY, agent_ids=agents, by=("day", "agent")) == summarise(
+            kept, ("day", "agent")
+        )
+    assert await store.sum_usage(since=NEXT + timedelta(days=1), by=()) == []
+    assert await store.sum_usage(since=NEXT + timedelta(days=1), by=("day",)) == []

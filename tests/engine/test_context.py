@@ -4,11 +4,14 @@ recovery from a server-side overflow, and a byte-stable prompt prefix between tu
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
-from bot.agent.context import choose_eviction
-from bot.memory.store import StoredMessage, StoredToolCall
-from tests.engine.conftest import EngineFactory
+from bot.agent.context import build_system_message, choose_eviction
+from bot.agent.tokens import TokenCounter
+from bot.memory.core import render_blocks
+from bot.memory.store import AgentUpdate, NewMessage, StoredMessage, StoredToolCall
+from tests.engine.conftest import MODEL, EngineFactory
 from tests.fakes.llm_server import (
     Computed,
     TextReply,
@@ -215,3 +218,91 @@ def test_eviction_never_splits_a_call_from_its_result() -> None:
     assert choose_eviction(queue, tokens_to_free=200, keep_last=1, max_chars=8000) == 4
     assert choose_eviction(queue, tokens_to_free=10_000, keep_last=2, max_chars=8000) == 4
     assert choose_eviction(queue, tokens_to_free=0, keep_last=2, max_chars=8000) == 0
+
+
+async def test_context_breakdown_adds_up_to_the_loops_own_estimate(make_engine: EngineFactory) -> None:
+    """The console's chart and the loop count one prompt the same way: the parts sum to the
+    estimate the loop makes before its next call, and each part is what the request carries."""
+    engine = await make_engine(context_window=16_000, max_output_tokens=1_000)
+    for i in range(4):
+        engine.server.enqueue(reply(f"answer {i} " + "lorem ipsum " * 10))
+        await engine.say(f"question {i}: " + "dolor sit amet " * 12)
+    agent = await engine.store.get_agent(engine.agent.id)
+    assert agent is not None
+    await engine.store.update_agent(
+        agent.id, AgentUpdate(summary="Ada asked about Latin filler text."), expected_version=agent.version
+    )
+    breakdown = await engine.loop.context_breakdown(engine.agent.id)
+    messages, estimate = await engine.loop._prompt(_turn_for(engine))
+    assert breakdown.total == estimate
+    system = messages[0]["content"]
+    counter = TokenCounter(model=MODEL)
+    factor = engine.loop._counter.correction_factor  # calibrated by the turns' reported usage
+
+    def scaled(text: str) -> int:
+        return round(counter.count_text(text) * factor)
+
+    assert breakdown.summary == scaled("## Summary of older messages\n\nAda asked about Latin filler text.")
+    assert "## Summary of older messages" in system
+    core = system[system.index("## Core memory") : system.index("## Memory statistics")].strip()
+    assert breakdown.core_memory == scaled(core)
+    assert breakdown.functions == scaled(json.dumps(engine.loop.tools))
+    assert breakdown.message_count == len(messages) - 1
+    assert breakdown.system > counter.count_text("## Memory statistics")
+    assert breakdown.window.context_window == 16_000
+    assert breakdown.free == 16_000 - 1_000 - breakdown.total
+
+
+async def test_system_message_is_byte_identical_to_its_sections_joined(make_engine: EngineFactory) -> None:
+    engine = await make_engine()
+    agent = await engine.store.get_agent(engine.agent.id)
+    assert agent is not None
+    blocks = await engine.store.get_blocks(agent.id)
+    for summary in ("", "older things"):
+        record = replace(agent, summary=summary, context_start_seq=5)
+        text = build_system_message(instructions="Be Sam.\n", agent=record, blocks=blocks, passage_count=3)
+        expected = [
+            "Be Sam.",
+            "## Core memory",
+            render_blocks(blocks),
+            "## Memory statistics",
+            "4 older messages are only in recall memory (conversation_search). "
+            "3 passages are in archival memory (archival_memory_search).",
+        ]
+        if summary:
+            expected += ["## Summary of older messages", summary]
+        assert text == "\n\n".join(expected)
+
+
+async def test_context_breakdown_of_an_idle_agent_reads_the_store_and_caches_nothing(
+    make_engine: EngineFactory,
+) -> None:
+    engine = await make_engine()
+    engine.server.enqueue(reply("hi"))
+    await engine.say("hello")
+    assert engine.loop._queues.holds(engine.agent.id)  # served: cached, and the breakdown uses it
+    other = await engine.directory.create(
+        name="idle", persona="p", human="h", persona_template="sam", human_template="basic", model=MODEL
+    )
+    await engine.store.append_messages(
+        other.id, [NewMessage(role="user", content="a quiet message", created_at=engine.now(), tokens=4)]
+    )
+    breakdown = await engine.loop.context_breakdown(other.id)
+    assert breakdown.message_count == 1
+    assert not engine.loop._queues.holds(other.id) and not engine.loop._shared_queues.holds(other.id)
+    cached = await engine.loop.context_breakdown(engine.agent.id)
+    assert cached.message_count == len(await engine.store.get_messages(engine.agent.id))
+
+
+async def test_context_breakdown_from_sizes_equals_the_one_from_messages(make_engine: EngineFactory) -> None:
+    """An idle agent's chart (message sizes from the store) and a served one's (the loop's cached
+    queue) count the same prompt the same way, long user messages truncated alike."""
+    engine = await make_engine(max_user_message_chars=200)
+    for text in ["short", "long " * 300, "ünïcödé " * 40]:
+        engine.server.enqueue(reply("ok"))
+        await engine.say(text)
+    served = await engine.loop.context_breakdown(engine.agent.id)
+    engine.loop.forget_cached(engine.agent.id)
+    idle = await engine.loop.context_breakdown(engine.agent.id)
+    assert idle == served
+    assert not engine.loop._queues.holds(engine.agent.id)

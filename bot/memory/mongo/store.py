@@ -57,10 +57,13 @@ from bot.memory.store import (
     AgentUpdate,
     CoreBlock,
     MessageRole,
+    MessageSize,
     NewMessage,
     NewPassage,
     Passage,
+    RecallStats,
     StoredMessage,
+    key_prefix_bound,
 )
 
 __all__ = ["MongoStore"]
@@ -291,13 +294,54 @@ class MongoStore(MongoRuntimeStore, MongoPolicyStore, MongoUsageStore):
     async def get_agent_by_conversation(self, conversation_key: str) -> AgentRecord | None:
         return await self._find_agent({"conversation_key": conversation_key}, is_unique=False)
 
-    async def list_agents(self, *, offset: int = 0, limit: int = 100) -> list[AgentRecord]:
+    async def list_agents(
+        self, *, offset: int = 0, limit: int = 100, key_prefix: str | None = None
+    ) -> list[AgentRecord]:
         if limit <= 0:
             return []
         with self._translate("list_agents"):
-            cursor = self._coll(AGENTS).find({}).sort([("created_at_us", 1), ("num", 1)])
+            cursor = self._coll(AGENTS).find(_key_range(key_prefix)).sort([("created_at_us", 1), ("num", 1)])
             docs = await cursor.skip(max(offset, 0)).limit(limit).to_list()
         return [a for d in docs if (a := schema.decode(AGENTS, d, AgentRecord)) is not None]
+
+    async def message_sizes(self, agent_id: str, *, from_seq: int) -> list[MessageSize]:
+        with self._translate("message_sizes"):
+            top = await self._logs.watermark("messages", agent_id)
+            pipeline: list[dict[str, Any]] = [
+                {"$match": {"agent_id": agent_id, "seq": {"$gte": from_seq, "$lte": top}}},
+                {"$sort": {"seq": 1}},
+                {"$project": {"_id": 0, "seq": 1, "role": 1, "tokens": 1, "chars": {"$strLenCP": "$content"}}},
+            ]
+            docs = await (await self._coll(MESSAGES).aggregate(pipeline)).to_list()
+        return [
+            MessageSize(seq=int(d["seq"]), role=d["role"], tokens=int(d.get("tokens") or 0), chars=int(d["chars"]))
+            for d in docs
+            if d.get("role") in ("system", "user", "assistant", "tool")
+        ]
+
+    async def count_agents(self, *, key_prefix: str | None = None) -> int:
+        with self._translate("count_agents"):
+            return await self._coll(AGENTS).count_documents(_key_range(key_prefix))
+
+    async def recall_stats(self, agent_ids: Sequence[str]) -> dict[str, RecallStats]:
+        # The count is the agent's counter; the newest message one probe of messages_by_seq.
+        ids = list(dict.fromkeys(agent_ids))
+        with self._translate("recall_stats"):
+            found = await self._coll(AGENTS).find({"_id": {"$in": ids}}, {"_id": 1}).to_list()
+
+            async def stats_of(agent_id: str) -> RecallStats:
+                counters = await self._logs.counters(agent_id)
+                top = 0 if counters is None else counters["messages_committed"]
+                newest = await self._coll(MESSAGES).find_one(
+                    {"agent_id": agent_id, "seq": {"$lte": top}}, {"created_at_us": 1}, sort=[("seq", -1)]
+                )
+                return RecallStats(
+                    message_count=0 if counters is None else counters["messages_count"],
+                    last_message_at=schema.from_us(int(newest["created_at_us"])) if newest else None,
+                )
+
+            known = [str(doc["_id"]) for doc in found]
+            return dict(zip(known, await asyncio.gather(*(stats_of(a) for a in known)), strict=True))
 
     async def update_agent(self, agent_id: str, update: AgentUpdate, *, expected_version: int) -> AgentRecord:
         changes: dict[str, Any] = {"updated_at_us": _now_us()}
@@ -709,3 +753,11 @@ class MongoStore(MongoRuntimeStore, MongoPolicyStore, MongoUsageStore):
         async with self._lock(agent_id):
             with self._translate("delete_passages"):
                 return await self._logs.truncate("passages", agent_id, 1, fence=fence_token(agent_id))
+
+
+def _key_range(key_prefix: str | None) -> dict[str, Any]:
+    """The filter (on agents_by_conversation) for conversation keys starting with `key_prefix`."""
+    if not key_prefix:
+        return {}
+    bound = key_prefix_bound(key_prefix)
+    return {"conversation_key": {"$gte": key_prefix} | ({"$lt": bound} if bound is not None else {})}

@@ -14,6 +14,7 @@ Collections and indexes are in `schema`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import date
 from typing import Any
@@ -22,7 +23,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from bot.memory.mongo.schema import BUDGETS, USAGE
-from bot.memory.usage_store import BudgetState, UsageRecord
+from bot.memory.usage_store import GROUP_FIELDS, BudgetState, UsageGroup, UsageRecord
 
 __all__ = ["MongoUsageStore"]
 
@@ -55,6 +56,19 @@ def _opt_str(value: object) -> str | None:
     if not isinstance(value, str):
         raise TypeError(f"expected text, found {type(value).__name__}")
     return value
+
+
+def _filters(since: date, until: date | None, scope: str | None, user_id: str | None) -> dict[str, Any]:
+    """The query of a report: days from `since` to `until`, of one server and/or one user."""
+    days: dict[str, str] = {"$gte": since.isoformat()}
+    if until is not None:
+        days["$lte"] = until.isoformat()
+    query: dict[str, Any] = {"day": days}
+    if scope is not None:
+        query["scope"] = scope
+    if user_id is not None:
+        query["user_id"] = user_id
+    return query
 
 
 class MongoUsageStore:
@@ -91,17 +105,49 @@ class MongoUsageStore:
     async def list_usage(
         self, *, since: date, until: date | None = None, scope: str | None = None, user_id: str | None = None
     ) -> list[UsageRecord]:
-        days: dict[str, str] = {"$gte": since.isoformat()}
-        if until is not None:
-            days["$lte"] = until.isoformat()
-        query: dict[str, Any] = {"day": days}
-        if scope is not None:
-            query["scope"] = scope
-        if user_id is not None:
-            query["user_id"] = user_id
         with self._translate("list_usage"):
-            docs = await self._coll(USAGE).find(query).sort(_ORDER).to_list()
+            docs = await self._coll(USAGE).find(_filters(since, until, scope, user_id)).sort(_ORDER).to_list()
         return [r for doc in docs if (r := _record(doc)) is not None]
+
+    async def sum_usage(
+        self,
+        *,
+        since: date,
+        until: date | None = None,
+        scope: str | None = None,
+        user_id: str | None = None,
+        agent_ids: Sequence[str] | None = None,
+        by: Sequence[UsageGroup],
+    ) -> list[UsageRecord]:
+        kept = [field for group, field in GROUP_FIELDS.items() if group in by]
+        match = _filters(since, until, scope, user_id)
+        if agent_ids is not None:
+            match["agent_id"] = {"$in": list(agent_ids)}
+        pipeline: list[dict[str, Any]] = [
+            {"$match": match},
+            {
+                "$group": {
+                    "_id": {field: f"${field}" for field in kept},
+                    "prompt_tokens": {"$sum": "$prompt_tokens"},
+                    "completion_tokens": {"$sum": "$completion_tokens"},
+                    "calls": {"$sum": "$calls"},
+                }
+            },
+        ]
+        if kept:
+            pipeline.append({"$sort": {f"_id.{field}": 1 for field in kept}})
+        with self._translate("sum_usage"):
+            docs = await (await self._coll(USAGE).aggregate(pipeline)).to_list()
+        blank = {
+            "day": date.min.isoformat(),
+            "scope": None,
+            "channel": None,
+            "agent_id": "",
+            "user_id": None,
+            "model": "",
+        }
+        records = (_record({**blank, **doc["_id"], **{k: v for k, v in doc.items() if k != "_id"}}) for doc in docs)
+        return [r for r in records if r is not None]
 
     async def tokens_spent(self, day: date, *, scope: str | None = None, user_id: str | None = None) -> int:
         if (scope is None) == (user_id is None):

@@ -68,10 +68,13 @@ from bot.memory.store import (
     AgentUpdate,
     CoreBlock,
     MessageRole,
+    MessageSize,
     NewMessage,
     NewPassage,
     Passage,
+    RecallStats,
     StoredMessage,
+    key_prefix_bound,
 )
 
 __all__ = ["SQLiteStore"]
@@ -246,9 +249,53 @@ class SQLiteStore(SQLiteRuntimeStore, SQLitePolicyStore, SQLiteUsageStore):
     async def get_agent_by_conversation(self, conversation_key: str) -> AgentRecord | None:
         return await self._agent_where("conversation_key = ?", conversation_key)
 
-    async def list_agents(self, *, offset: int = 0, limit: int = 100) -> list[AgentRecord]:
-        sql = "SELECT * FROM agents ORDER BY created_at, num LIMIT ? OFFSET ?"
-        return await self._select(sql, (max(limit, 0), max(offset, 0)), agent_from_row)
+    async def list_agents(
+        self, *, offset: int = 0, limit: int = 100, key_prefix: str | None = None
+    ) -> list[AgentRecord]:
+        where, params = _key_range(key_prefix)
+        sql = f"SELECT * FROM agents {where} ORDER BY created_at, num LIMIT ? OFFSET ?"
+        return await self._select(sql, (*params, max(limit, 0), max(offset, 0)), agent_from_row)
+
+    async def message_sizes(self, agent_id: str, *, from_seq: int) -> list[MessageSize]:
+        sql = f"SELECT seq, role, tokens, length(content) FROM messages WHERE {_OF_AGENT} AND seq >= ? ORDER BY seq"
+
+        def read(conn: sqlite3.Connection) -> list[MessageSize]:
+            return [
+                MessageSize(seq=int(seq), role=role, tokens=int(tokens or 0), chars=int(chars or 0))
+                for seq, role, tokens, chars in conn.execute(sql, (agent_id, from_seq))
+                if role in ROLE_CODES
+            ]
+
+        return await self._run("autocommit", read)
+
+    async def count_agents(self, *, key_prefix: str | None = None) -> int:
+        where, params = _key_range(key_prefix)
+        return await self._run(
+            "autocommit", lambda conn: self._scalar(conn, f"SELECT count(*) FROM agents {where}", params)
+        )
+
+    async def recall_stats(self, agent_ids: Sequence[str]) -> dict[str, RecallStats]:
+        # Per agent: a count over the (agent_num, seq) index and one probe for the newest seq.
+        ids = list(dict.fromkeys(agent_ids))
+
+        def read(conn: sqlite3.Connection) -> dict[str, RecallStats]:
+            stats: dict[str, RecallStats] = {}
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                rows = self._all(
+                    conn,
+                    "SELECT a.id, (SELECT count(*) FROM messages m WHERE m.agent_num = a.num), "
+                    "(SELECT m.created_at FROM messages m WHERE m.agent_num = a.num ORDER BY m.seq DESC LIMIT 1) "
+                    f"FROM agents a WHERE a.id IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                )
+                for agent_id, count, last in rows:
+                    stats[agent_id] = RecallStats(
+                        message_count=int(count), last_message_at=None if last is None else from_us(int(last))
+                    )
+            return stats
+
+        return await self._run("read", read)
 
     async def update_agent(self, agent_id: str, update: AgentUpdate, *, expected_version: int) -> AgentRecord:
         changes: dict[str, object] = {}
@@ -653,3 +700,13 @@ def _close_opened(opening: Future[sqlite3.Connection]) -> None:
     """On the worker thread, after `_connect`: close the connection an abandoned open() made, if any."""
     if not opening.cancelled() and opening.exception() is None:
         opening.result().close()
+
+
+def _key_range(key_prefix: str | None) -> tuple[str, tuple[str, ...]]:
+    """The WHERE clause (on the agents_conversation index) for conversation keys starting with `key_prefix`."""
+    if not key_prefix:
+        return "", ()
+    bound = key_prefix_bound(key_prefix)
+    if bound is None:
+        return "WHERE conversation_key >= ?", (key_prefix,)
+    return "WHERE conversation_key >= ? AND conversation_key < ?", (key_prefix, bound)

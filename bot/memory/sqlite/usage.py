@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date
 
 from bot.memory.sqlite.runtime import Mode
-from bot.memory.usage_store import BudgetState, UsageRecord
+from bot.memory.usage_store import GROUP_FIELDS, BudgetState, UsageGroup, UsageRecord
 
 __all__ = ["SQLiteUsageStore"]
 
@@ -45,6 +45,21 @@ def _record_from_row(row: sqlite3.Row) -> UsageRecord | None:
     except (TypeError, ValueError) as exc:
         _log.warning("usage row of %r: skipping an unreadable row (%s)", row["day"], exc)
         return None
+
+
+def _filters(since: date, until: date | None, scope: str | None, user_id: str | None) -> tuple[str, list[object]]:
+    """The WHERE clause of a report: days from `since` to `until`, of one server and/or one user."""
+    where = ["day >= ?"]
+    params: list[object] = [since.isoformat()]
+    for clause, value in (
+        ("day <= ?", until.isoformat() if until else None),
+        ("scope = ?", scope),
+        ("user_id = ?", user_id),
+    ):
+        if value is not None:
+            where.append(clause)
+            params.append(value)
+    return " AND ".join(where), params
 
 
 class SQLiteUsageStore:
@@ -75,21 +90,45 @@ class SQLiteUsageStore:
     async def list_usage(
         self, *, since: date, until: date | None = None, scope: str | None = None, user_id: str | None = None
     ) -> list[UsageRecord]:
-        where = ["day >= ?"]
-        params: list[object] = [since.isoformat()]
-        for clause, value in (
-            ("day <= ?", until.isoformat() if until else None),
-            ("scope = ?", scope),
-            ("user_id = ?", user_id),
-        ):
-            if value is not None:
-                where.append(clause)
-                params.append(value)
-        sql = f"SELECT {_COLUMNS} FROM usage WHERE {' AND '.join(where)} ORDER BY {_KEY}"
+        where, params = _filters(since, until, scope, user_id)
+        sql = f"SELECT {_COLUMNS} FROM usage WHERE {where} ORDER BY {_KEY}"
 
         def read(conn: sqlite3.Connection) -> list[UsageRecord]:
             rows = conn.execute(sql, params).fetchall()
             return [record for row in rows if (record := _record_from_row(row)) is not None]
+
+        return await self._run("autocommit", read)
+
+    async def sum_usage(
+        self,
+        *,
+        since: date,
+        until: date | None = None,
+        scope: str | None = None,
+        user_id: str | None = None,
+        agent_ids: Sequence[str] | None = None,
+        by: Sequence[UsageGroup],
+    ) -> list[UsageRecord]:
+        where, params = _filters(since, until, scope, user_id)
+        if agent_ids is not None:
+            where += f" AND agent_id IN ({','.join('?' * len(agent_ids))})"
+            params += list(agent_ids)
+        kept = [column for group, column in GROUP_FIELDS.items() if group in by]
+        # What is not grouped reads back blank, as `summarise` leaves it (a sum over days: date.min).
+        blank = {"day": f"'{date.min.isoformat()}'"}
+        picked = ", ".join(
+            column if column in kept else f"{blank.get(column, "''")} AS {column}" for column in GROUP_FIELDS.values()
+        )
+        grouping = f"GROUP BY {', '.join(kept)} ORDER BY {', '.join(kept)}" if kept else "HAVING count(*) > 0"
+        sql = (
+            f"SELECT {picked}, sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens, "
+            f"sum(calls) AS calls FROM usage WHERE {where} {grouping}"
+        )
+
+        def read(conn: sqlite3.Connection) -> list[UsageRecord]:
+            return [
+                record for row in conn.execute(sql, params).fetchall() if (record := _record_from_row(row)) is not None
+            ]
 
         return await self._run("autocommit", read)
 
